@@ -1,0 +1,1 @@
+"""What the regflow services share."""

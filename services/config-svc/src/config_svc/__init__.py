@@ -1,0 +1,1 @@
+"""regflow config-svc."""

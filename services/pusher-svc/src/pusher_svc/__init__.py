@@ -1,0 +1,1 @@
+"""regflow pusher-svc."""

@@ -1,0 +1,1 @@
+"""regflow resolver-svc."""
