@@ -13,9 +13,8 @@ DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$"
 Digest = Annotated[str, StringConstraints(pattern=DIGEST_PATTERN)]
 
 # OCI distribution spec: repository name components and tags.
-REPOSITORY_PATTERN = (
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
-)
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATTERN = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 Repository = Annotated[
     str, StringConstraints(pattern=REPOSITORY_PATTERN, max_length=255)

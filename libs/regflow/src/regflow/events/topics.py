@@ -52,8 +52,7 @@ PUSH_COMMANDS: Topic[PushCommandEvent] = Topic(
     "regflow.push-commands",
     PushCommandEvent,
     lambda e: (
-        f"{e.account_id}/{e.data.destination.registry}/"
-        f"{e.data.destination.repository}"
+        f"{e.account_id}/{e.data.destination.registry}/{e.data.destination.repository}"
     ),
 )
 # Keyed by build, like the steps that caused them.

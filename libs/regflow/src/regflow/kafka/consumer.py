@@ -1,0 +1,278 @@
+"""The consumer loop every service shares: at-least-once, dead letters, drain.
+
+Guarantees, in the order a message meets them:
+
+* Offsets are committed by hand, only after the handler returned or the message
+  went to the dead-letter topic and the broker acknowledged that. Auto-commit is
+  never enabled. A crash between work and commit redelivers; handlers are
+  idempotent (see :data:`regflow.kafka.delivery.Handler`).
+* A message that does not decode or validate, or whose handler fails for good,
+  goes to ``<topic>.dlq`` with its original key, value and headers plus headers
+  saying where it came from and why. The partition then moves on.
+* Transient handler failures are retried in place with exponential backoff and
+  jitter, within a budget far below the poll interval, then dead-lettered.
+* If even the dead-letter topic cannot be written, the consumer seeks back to
+  the message and tries again later: nothing is dropped silently.
+* :meth:`EventConsumer.request_stop` (SIGTERM) lets the current batch finish,
+  commits it and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from regflow.errors import InvalidEventError, PermanentError, TransientError
+from regflow.events.envelope import Envelope
+from regflow.kafka.delivery import ConsumerSpec, Delivery
+from regflow.kafka.producer import EventProducer, Headers
+from regflow.metrics import DeadLetterMetrics
+from regflow.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=Envelope[Any])
+
+# Error texts in headers are cut here; the full traceback is in the log.
+_MAX_ERROR_HEADER = 1000
+
+
+class RetryPolicy:
+    """How often and how patiently a transient handler failure is retried."""
+
+    def __init__(
+        self, attempts: int = 5, initial_delay: float = 0.2, max_delay: float = 5.0
+    ) -> None:
+        self.attempts = attempts
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+
+    def retrying(self) -> AsyncRetrying:
+        """A fresh tenacity controller for one message."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                initial=self.initial_delay, max=self.max_delay
+            ),
+            reraise=True,
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what is done before partitions move to another member."""
+
+    def __init__(self, owner: EventConsumer[Any]) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._owner._commit_done()  # noqa: SLF001 - the listener is part of it
+        log.info("partitions revoked", partitions=_names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", partitions=_names(assigned))
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+class EventConsumer(Generic[E]):
+    """Runs one :class:`ConsumerSpec` against Kafka until asked to stop."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec[E],
+        *,
+        settings: CommonSettings,
+        producer: EventProducer,
+        dead_letters: DeadLetterMetrics | None = None,
+        service: str,
+        retry: RetryPolicy | None = None,
+        max_batch: int = 100,
+    ) -> None:
+        self.spec = spec
+        self._settings = settings
+        self._producer = producer
+        self._dead_letters = dead_letters
+        self._service = service
+        self._retry = retry or RetryPolicy()
+        self._max_batch = max_batch
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=spec.group_id,
+            client_id=f"{service}-{spec.group_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._stopping = asyncio.Event()
+        # Next offset to commit per partition: processed but not yet committed.
+        self._done: dict[TopicPartition, int] = {}
+        self.last_poll = time.monotonic()
+        self.started = False
+
+    async def start(self) -> None:
+        """Join the group; raises TransientError when the broker cannot be reached."""
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            raise TransientError(f"consumer could not start: {exc}") from exc
+        self._consumer.subscribe([self.spec.topic.name], listener=_Rebalance(self))
+        self.started = True
+        log.info(
+            "consumer started", topic=self.spec.topic.name, group=self.spec.group_id
+        )
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in hand; safe from any task."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Poll, process and commit until :meth:`request_stop`; then commit and leave.
+
+        Blocks for the life of the consumer. Raises only on errors of the runtime
+        itself; handler errors never escape.
+        """
+        try:
+            while not self._stopping.is_set():
+                self.last_poll = time.monotonic()
+                batches = await self._consumer.getmany(
+                    timeout_ms=500, max_records=self._max_batch
+                )
+                for tp, records in batches.items():
+                    await self._process_partition(tp, records)
+                await self._commit_done()
+        finally:
+            await self._commit_done()
+            await self._consumer.stop()
+            log.info("consumer stopped", topic=self.spec.topic.name)
+
+    async def _process_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        for record in records:
+            delivered = await self._process(record)
+            if not delivered:
+                # Not even the dead-letter topic took it: go back and retry later.
+                self._consumer.seek(tp, record.offset)
+                await asyncio.sleep(1.0)
+                return
+            self._done[tp] = record.offset + 1
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Handle one record; False if it could be neither handled nor dead-lettered."""
+        delivery = Delivery(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key else None,
+            headers={k: v.decode(errors="replace") for k, v in record.headers},
+        )
+        with structlog.contextvars.bound_contextvars(
+            topic=record.topic, partition=record.partition, offset=record.offset
+        ):
+            try:
+                event = self._decode(record)
+            except InvalidEventError as exc:
+                log.warning("invalid event", reason=exc.reason)
+                return await self._dead_letter(record, exc)
+            with structlog.contextvars.bound_contextvars(
+                event_id=str(event.event_id),
+                event_type=event.event_type,
+                account_id=event.account_id,
+                correlation_id=event.correlation_id,
+            ):
+                try:
+                    async for attempt in self._retry.retrying():
+                        with attempt:
+                            await self.spec.handler(event, delivery)
+                except PermanentError as exc:
+                    log.warning("event rejected", error=str(exc))
+                    return await self._dead_letter(record, exc)
+                except TransientError as exc:
+                    log.exception("event failed after retries")
+                    return await self._dead_letter(record, exc)
+                except Exception as exc:
+                    log.exception("handler raised unexpectedly")
+                    return await self._dead_letter(record, exc)
+                log.debug("event handled")
+                return True
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> E:
+        if record.value is None:
+            raise InvalidEventError("empty message value")
+        try:
+            return self.spec.topic.decode(record.value)
+        except ValidationError as exc:
+            raise InvalidEventError(_summarise(exc)) from exc
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: Exception
+    ) -> bool:
+        reason = error.reason if isinstance(error, InvalidEventError) else str(error)
+        headers: Headers = [
+            *record.headers,
+            ("x-original-topic", record.topic.encode()),
+            ("x-original-partition", str(record.partition).encode()),
+            ("x-original-offset", str(record.offset).encode()),
+            ("x-consumer-group", self.spec.group_id.encode()),
+            ("x-service", self._service.encode()),
+            ("x-error-type", type(error).__name__.encode()),
+            ("x-error-message", reason[:_MAX_ERROR_HEADER].encode()),
+            ("x-failed-at", datetime.now(UTC).isoformat().encode()),
+        ]
+        try:
+            await self._producer.send_raw(
+                self.spec.topic.dead_letter,
+                record.value,
+                key=record.key,
+                headers=headers,
+            )
+        except TransientError:
+            log.exception("dead-letter topic unavailable; will redeliver")
+            return False
+        if self._dead_letters is not None:
+            await self._dead_letters.record(record.topic)
+        log.info("message dead-lettered", dead_letter_topic=self.spec.topic.dead_letter)
+        return True
+
+    async def _commit_done(self) -> None:
+        if not self._done:
+            return
+        offsets, self._done = self._done, {}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced under us; those messages will be redelivered to
+            # whoever owns the partitions now, and handlers are idempotent.
+            log.warning(
+                "commit failed after rebalance", partitions=_names(set(offsets))
+            )
+        except KafkaError:
+            log.exception("commit failed")
+            # Keep the offsets so a later commit covers them.
+            for tp, offset in offsets.items():
+                self._done.setdefault(tp, offset)
+
+
+def _summarise(exc: ValidationError) -> str:
+    """One line naming each field at fault, e.g. ``data.build_id: Field required``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,198 @@
+"""The process harness every service shares: a FastAPI app around the runtime.
+
+Each service is one process serving HTTP (its API, if any, plus health) while its
+Kafka consumers run as tasks in the same event loop. The lifespan owns start-up
+and shutdown order:
+
+start:  Redis -> producer -> missing topics created -> consumers join their groups
+stop:   consumers finish the batch in hand and commit -> producer flushes -> Redis
+
+uvicorn turns SIGTERM and Ctrl-C into the shutdown half, so a stopped service
+never leaves processed-but-uncommitted work behind except what a crash would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response, status
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from regflow.events.topics import ALL_TOPICS
+from regflow.kafka.admin import ensure_topics
+from regflow.kafka.consumer import EventConsumer
+from regflow.kafka.delivery import ConsumerSpec
+from regflow.kafka.producer import EventProducer, KafkaEventProducer
+from regflow.metrics import DeadLetterMetrics
+from regflow.redis import RedisKeys, create_redis
+from regflow.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+# A consumer loop that has not polled for this long is considered stuck.
+LIVENESS_STALL_SECONDS = 120.0
+# How long shutdown waits for consumers to finish their batch before giving up.
+SHUTDOWN_GRACE_SECONDS = 25.0
+
+
+@dataclass
+class ServiceContext:
+    """What a running service's handlers and routes share."""
+
+    name: str
+    settings: CommonSettings
+    redis: Redis
+    producer: EventProducer
+    keys: RedisKeys
+    consumers: list[EventConsumer[Any]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+ContextHook = Callable[[ServiceContext], Awaitable[None]]
+
+
+def _no_consumers(_: ServiceContext) -> Sequence[ConsumerSpec[Any]]:
+    return ()
+
+
+def build_service_app(
+    name: str,
+    settings: CommonSettings,
+    *,
+    consumers: Callable[[ServiceContext], Sequence[ConsumerSpec[Any]]] = _no_consumers,
+    routers: Sequence[APIRouter] = (),
+    on_startup: ContextHook | None = None,
+    on_shutdown: ContextHook | None = None,
+) -> FastAPI:
+    """A FastAPI app that runs ``consumers`` and serves ``routers`` plus health.
+
+    ``consumers`` is called once the context exists, so handlers can close over
+    its Redis client and producer. ``on_startup`` runs after the consumers
+    started, ``on_shutdown`` before they are stopped. Start-up fails (and the
+    process exits) if Redis or the broker cannot be reached.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(settings.redis_url)
+        producer = KafkaEventProducer(settings, client_id=name)
+        context = ServiceContext(
+            name=name,
+            settings=settings,
+            redis=redis,
+            producer=producer,
+            keys=RedisKeys(settings.redis_prefix),
+        )
+        app.state.context = context
+        await redis.ping()
+        await producer.start()
+        try:
+            await ensure_topics(settings, ALL_TOPICS)
+            dead_letters = DeadLetterMetrics(redis, context.keys)
+            for spec in consumers(context):
+                consumer = EventConsumer(
+                    spec,
+                    settings=settings,
+                    producer=producer,
+                    dead_letters=dead_letters,
+                    service=name,
+                )
+                await consumer.start()
+                context.consumers.append(consumer)
+                context.tasks.append(
+                    asyncio.create_task(consumer.run(), name=f"consume-{spec.group_id}")
+                )
+            if on_startup is not None:
+                await on_startup(context)
+            log.info("service started", port=settings.http_port)
+            yield
+        finally:
+            log.info("service stopping")
+            if on_shutdown is not None:
+                await on_shutdown(context)
+            await _stop_consumers(context)
+            await producer.stop()
+            await redis.aclose()
+            log.info("service stopped")
+
+    app = FastAPI(title=name, lifespan=lifespan)
+    app.include_router(_health_router())
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _stop_consumers(context: ServiceContext) -> None:
+    for consumer in context.consumers:
+        consumer.request_stop()
+    if not context.tasks:
+        return
+    done, pending = await asyncio.wait(context.tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+    for task in pending:
+        # Its uncommitted messages are redelivered to the next member.
+        log.warning("consumer did not drain in time", task=task.get_name())
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("consumer had crashed", task=task.get_name())
+
+
+def get_context(request: Request) -> ServiceContext:
+    """FastAPI dependency: the running service's context."""
+    context: ServiceContext = request.app.state.context
+    return context
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("/live", status_code=status.HTTP_204_NO_CONTENT)
+    async def live(request: Request, response: Response) -> None:
+        """Alive while every consumer loop runs and polls (no dependency checks)."""
+        context = get_context(request)
+        now = time.monotonic()
+        for task, consumer in zip(context.tasks, context.consumers, strict=True):
+            if task.done() or now - consumer.last_poll > LIVENESS_STALL_SECONDS:
+                response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+                return
+
+    @router.get("/ready")
+    async def ready(request: Request, response: Response) -> dict[str, Any]:
+        """Ready when Redis answers and every consumer has joined its group."""
+        context = get_context(request)
+        checks: dict[str, bool] = {}
+        try:
+            checks["redis"] = bool(await context.redis.ping())
+        except RedisError:
+            checks["redis"] = False
+        checks["consumers"] = all(c.started for c in context.consumers) and not any(
+            t.done() for t in context.tasks
+        )
+        ok = all(checks.values())
+        if not ok:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"ready": ok, "checks": checks}
+
+    return router
+
+
+def run_service(app: FastAPI, settings: CommonSettings) -> None:
+    """Serve ``app`` until SIGTERM or Ctrl-C; blocks for the life of the process."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
+    )
+    uvicorn.Server(config).run()
