@@ -67,7 +67,9 @@ class RetryPolicy:
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(
-                initial=self.initial_delay, max=self.max_delay
+                multiplier=self.initial_delay,
+                max=self.max_delay,
+                jitter=self.initial_delay,
             ),
             reraise=True,
         )

@@ -1,0 +1,254 @@
+"""The shared consumer against a real broker: commits, dead letters, retries, drain."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from regflow.errors import PermanentError, TransientError
+from regflow.events import (
+    STEP_COMPLETED,
+    ImageRef,
+    StepCompleted,
+    StepCompletedEvent,
+    Topic,
+)
+from regflow.kafka import (
+    ConsumerSpec,
+    Delivery,
+    EventConsumer,
+    KafkaEventProducer,
+    RetryPolicy,
+    ensure_topics,
+)
+from regflow.settings import CommonSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+DIGEST = "sha256:" + "cd" * 32
+
+
+def _event(build_id: str) -> StepCompletedEvent:
+    return StepCompletedEvent.new(
+        producer="test",
+        account_id="acme",
+        data=StepCompleted(
+            pipeline_id="p",
+            build_id=build_id,
+            step_name="build",
+            step_type="build",
+            status="succeeded",
+            image=ImageRef(registry="r:5000", repository="acme/web", digest=DIGEST),
+        ),
+    )
+
+
+@pytest.fixture
+def topic() -> Topic[StepCompletedEvent]:
+    """A fresh topic per test, with the steps topic's model and key."""
+    return Topic(
+        f"test.steps.{uuid.uuid4().hex[:8]}", StepCompletedEvent, STEP_COMPLETED.key
+    )
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> CommonSettings:
+    """Settings pointing at the session's broker (which lacks idempotence)."""
+    return CommonSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_idempotent_producer=False,
+        kafka_topic_partitions=1,
+    )
+
+
+@pytest.fixture
+async def producer(settings: CommonSettings) -> AsyncIterator[KafkaEventProducer]:
+    """A started producer, stopped after the test."""
+    producer = KafkaEventProducer(settings, client_id="test")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+class Recorder:
+    """A handler that records events and fails as told."""
+
+    def __init__(
+        self, fail: dict[str, list[Exception]] | None = None, want: int = 1
+    ) -> None:
+        self.handled: list[str] = []
+        self.calls: list[str] = []
+        self._fail = fail or {}
+        self._want = want
+        self.seen = asyncio.Event()
+
+    async def __call__(self, event: StepCompletedEvent, _: Delivery) -> None:
+        """Record the call; raise the next planned failure for this build, if any."""
+        self.calls.append(event.data.build_id)
+        errors = self._fail.get(event.data.build_id)
+        if errors:
+            raise errors.pop(0)
+        self.handled.append(event.data.build_id)
+        if len(self.handled) >= self._want:
+            self.seen.set()
+
+
+async def _run_until(consumer: EventConsumer[Any], done: Any) -> None:
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(done(), 60)
+    finally:
+        consumer.request_stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def _read_all(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < expected:
+                batch = await consumer.getmany(timeout_ms=500)
+                for part in batch.values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def _consumer(
+    topic: Topic[StepCompletedEvent],
+    handler: Recorder,
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+    group: str,
+) -> EventConsumer[StepCompletedEvent]:
+    return EventConsumer(
+        ConsumerSpec(topic, group, handler),
+        settings=settings,
+        producer=producer,
+        service="test",
+        retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05),
+    )
+
+
+async def test_handled_events_are_committed(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """After a clean stop, a new member of the group does not see the events again."""
+    await ensure_topics(settings, [topic])
+    for build in ("b1", "b2"):
+        await producer.publish(topic, _event(build))
+    first = Recorder(want=2)
+    consumer = _consumer(topic, first, settings, producer, "g-commit")
+    await consumer.start()
+    await _run_until(consumer, first.seen.wait)
+    assert first.handled == ["b1", "b2"]
+
+    await producer.publish(topic, _event("b3"))
+    second = Recorder()
+    again = _consumer(topic, second, settings, producer, "g-commit")
+    await again.start()
+    await _run_until(again, second.seen.wait)
+    assert second.handled == ["b3"]
+
+
+async def test_invalid_message_goes_to_dead_letter_and_consumer_moves_on(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """A malformed message lands in <topic>.dlq with its origin; the next is handled."""
+    await ensure_topics(settings, [topic])
+    raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await raw.start()
+    try:
+        await raw.send_and_wait(
+            topic.name, b'{"event_type": "step.completed"}', key=b"k1"
+        )
+    finally:
+        await raw.stop()
+    await producer.publish(topic, _event("after"))
+    handler = Recorder()
+    consumer = _consumer(topic, handler, settings, producer, "g-dlq")
+    await consumer.start()
+    await _run_until(consumer, handler.seen.wait)
+
+    assert handler.handled == ["after"]
+    [dead] = await _read_all(settings.kafka_bootstrap_servers, topic.dead_letter, 1)
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert dead.value == b'{"event_type": "step.completed"}'
+    assert dead.key == b"k1"
+    assert headers["x-original-topic"] == topic.name
+    assert headers["x-original-offset"] == "0"
+    assert headers["x-error-type"] == "InvalidEventError"
+    assert "data: Field required" in headers["x-error-message"]
+    assert headers["x-consumer-group"] == "g-dlq"
+
+
+async def test_permanent_failure_is_dead_lettered_once(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """A PermanentError is not retried: one call, one dead letter, then the next."""
+    await ensure_topics(settings, [topic])
+    await producer.publish(topic, _event("bad"))
+    await producer.publish(topic, _event("good"))
+    handler = Recorder(fail={"bad": [PermanentError("no such pipeline")]})
+    consumer = _consumer(topic, handler, settings, producer, "g-perm")
+    await consumer.start()
+    await _run_until(consumer, handler.seen.wait)
+
+    assert handler.calls == ["bad", "good"]
+    [dead] = await _read_all(settings.kafka_bootstrap_servers, topic.dead_letter, 1)
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert headers["x-error-type"] == "PermanentError"
+    assert headers["x-error-message"] == "no such pipeline"
+    assert headers["event_type"] == "step.completed"  # original headers are kept
+
+
+async def test_transient_failure_is_retried_in_place(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """Two transient failures then success: handled once, nothing dead-lettered."""
+    await ensure_topics(settings, [topic])
+    await producer.publish(topic, _event("flaky"))
+    handler = Recorder(fail={"flaky": [TransientError("503"), TransientError("503")]})
+    consumer = _consumer(topic, handler, settings, producer, "g-retry")
+    await consumer.start()
+    await _run_until(consumer, handler.seen.wait)
+    assert handler.calls == ["flaky", "flaky", "flaky"]
+    assert handler.handled == ["flaky"]
+
+
+async def test_unexpected_exception_does_not_stop_the_partition(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """A handler bug dead-letters the event and the consumer keeps going."""
+    await ensure_topics(settings, [topic])
+    await producer.publish(topic, _event("boom"))
+    await producer.publish(topic, _event("fine"))
+    handler = Recorder(fail={"boom": [RuntimeError("bug")]})
+    consumer = _consumer(topic, handler, settings, producer, "g-bug")
+    await consumer.start()
+    await _run_until(consumer, handler.seen.wait)
+    assert handler.handled == ["fine"]
+    [dead] = await _read_all(settings.kafka_bootstrap_servers, topic.dead_letter, 1)
+    assert dict(dead.headers)["x-error-type"] == b"RuntimeError"
