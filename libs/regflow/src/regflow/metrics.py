@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from regflow.redis import RedisKeys
 
@@ -43,17 +44,29 @@ class PushMetrics:
         bytes_moved: int = 0,
     ) -> None:
         """Count one finished push; one round trip, atomic."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self.queue_push(
+                pipe, account_id, registry, succeeded=succeeded, bytes_moved=bytes_moved
+            )
+            await pipe.execute()
+
+    def queue_push(
+        self,
+        pipe: Pipeline,
+        account_id: str,
+        registry: str | None,
+        *,
+        succeeded: bool,
+        bytes_moved: int = 0,
+    ) -> None:
+        """Add the counting of one push to ``pipe``, to commit with other writes."""
         registry = registry or UNRESOLVED_REGISTRY
         key = self.pushes_key(account_id, registry)
         field: PushField = "succeeded" if succeeded else "failed"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, field, 1)
-            if bytes_moved:
-                pipe.hincrby(key, "bytes", bytes_moved)
-            pipe.sadd(
-                self._keys.key("metrics", "registries"), f"{account_id}:{registry}"
-            )
-            await pipe.execute()
+        pipe.hincrby(key, field, 1)
+        if bytes_moved:
+            pipe.hincrby(key, "bytes", bytes_moved)
+        pipe.sadd(self._keys.key("metrics", "registries"), f"{account_id}:{registry}")
 
     async def read(self, account_id: str, registry: str) -> dict[PushField, int]:
         """The counters of one registry (zero when never counted)."""

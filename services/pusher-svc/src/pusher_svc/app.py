@@ -1,0 +1,38 @@
+"""pusher-svc: the FastAPI app around its push-commands consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+from pusher_svc.handler import SERVICE, PushHandler
+from pusher_svc.settings import PusherSettings
+from regflow.events import PUSH_COMMANDS
+from regflow.kafka import ConsumerSpec
+from regflow.registries import RegistryStore, SecretBox
+from regflow.service import ServiceContext, build_service_app
+
+GROUP_ID = "regflow-pusher"
+
+
+def create_app(settings: PusherSettings) -> FastAPI:
+    """The service: health endpoints and one consumer of push commands.
+
+    Raises SecretKeyError at once when ``REGFLOW_SECRET_KEYS`` is unusable, since
+    no stored credential could be read without it.
+    """
+    secret_box = SecretBox.from_setting(settings.secret_keys)
+
+    def consumers(context: ServiceContext) -> Sequence[ConsumerSpec[Any]]:
+        handler = PushHandler(
+            settings=settings,
+            store=RegistryStore(context.redis, context.keys, secret_box),
+            redis=context.redis,
+            keys=context.keys,
+            producer=context.producer,
+        )
+        return [ConsumerSpec(PUSH_COMMANDS, GROUP_ID, handler)]
+
+    return build_service_app(SERVICE, settings, consumers=consumers)
