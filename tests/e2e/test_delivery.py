@@ -190,3 +190,15 @@ async def test_malformed_event_is_dead_lettered_and_services_keep_working(
     }
     assert all(d["x-error-type"] == "InvalidEventError" for d in letters)
     assert all(d["x-original-topic"] == STEP_COMPLETED.name for d in letters)
+
+
+def test_services_drain_and_exit_cleanly_on_sigterm(world: World) -> None:
+    """SIGTERM stops each consumer loop, commits and exits with status 0."""
+    services = list(world.fleet.services.values())
+    world.fleet.stop()
+    for service in services:
+        assert service.process.returncode() == 0, service.name
+        log = service.process.log_path.read_text()
+        assert '"service stopped"' in log, service.name
+        if service.name != "config-svc":
+            assert '"consumer stopped"' in log, service.name

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -26,6 +29,7 @@ from fastapi import APIRouter, FastAPI, Request, Response, status
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from regflow.errors import RegflowError
 from regflow.events.topics import ALL_TOPICS
 from regflow.kafka.admin import ensure_topics
 from regflow.kafka.consumer import EventConsumer
@@ -82,52 +86,70 @@ def build_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(settings.redis_url)
-        producer = KafkaEventProducer(settings, client_id=name)
-        context = ServiceContext(
-            name=name,
-            settings=settings,
-            redis=redis,
-            producer=producer,
-            keys=RedisKeys(settings.redis_prefix),
-        )
-        app.state.context = context
-        await redis.ping()
-        await producer.start()
-        try:
-            await ensure_topics(settings, ALL_TOPICS)
-            dead_letters = DeadLetterMetrics(redis, context.keys)
-            for spec in consumers(context):
-                consumer = EventConsumer(
-                    spec,
-                    settings=settings,
-                    producer=producer,
-                    dead_letters=dead_letters,
-                    service=name,
-                )
-                await consumer.start()
-                context.consumers.append(consumer)
-                context.tasks.append(
-                    asyncio.create_task(consumer.run(), name=f"consume-{spec.group_id}")
-                )
-            if on_startup is not None:
-                await on_startup(context)
+        # Each step registers its own undo, so a failure half-way through start-up
+        # releases exactly what was acquired, in reverse order.
+        async with contextlib.AsyncExitStack() as undo:
+            try:
+                context = await _start(undo, name, settings, consumers)
+                app.state.context = context
+                if on_startup is not None:
+                    await on_startup(context)
+                if on_shutdown is not None:
+                    undo.push_async_callback(on_shutdown, context)
+            except (RedisError, RegflowError) as exc:
+                # uvicorn logs the traceback; this is the one-line reason.
+                log.error("start-up failed", error=str(exc))  # noqa: TRY400
+                raise
             log.info("service started", port=settings.http_port)
-            yield
-        finally:
-            log.info("service stopping")
-            if on_shutdown is not None:
-                await on_shutdown(context)
-            await _stop_consumers(context)
-            await producer.stop()
-            await redis.aclose()
-            log.info("service stopped")
+            try:
+                yield
+            finally:
+                log.info("service stopping")
+        log.info("service stopped")
 
     app = FastAPI(title=name, lifespan=lifespan)
     app.include_router(_health_router())
     for router in routers:
         app.include_router(router)
     return app
+
+
+async def _start(
+    undo: contextlib.AsyncExitStack,
+    name: str,
+    settings: CommonSettings,
+    consumers: Callable[[ServiceContext], Sequence[ConsumerSpec[Any]]],
+) -> ServiceContext:
+    redis = create_redis(settings.redis_url)
+    undo.push_async_callback(redis.aclose)
+    await redis.ping()
+    producer = KafkaEventProducer(settings, client_id=name)
+    await producer.start()
+    undo.push_async_callback(producer.stop)
+    context = ServiceContext(
+        name=name,
+        settings=settings,
+        redis=redis,
+        producer=producer,
+        keys=RedisKeys(settings.redis_prefix),
+    )
+    await ensure_topics(settings, ALL_TOPICS)
+    undo.push_async_callback(_stop_consumers, context)
+    dead_letters = DeadLetterMetrics(redis, context.keys)
+    for spec in consumers(context):
+        consumer = EventConsumer(
+            spec,
+            settings=settings,
+            producer=producer,
+            dead_letters=dead_letters,
+            service=name,
+        )
+        await consumer.start()
+        context.consumers.append(consumer)
+        context.tasks.append(
+            asyncio.create_task(consumer.run(), name=f"consume-{spec.group_id}")
+        )
+    return context
 
 
 async def _stop_consumers(context: ServiceContext) -> None:
@@ -184,8 +206,23 @@ def _health_router() -> APIRouter:
     return router
 
 
+# Exit status when start-up failed (Redis or broker unreachable, bad settings).
+STARTUP_FAILURE_EXIT_CODE = 3
+
+
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_service(app: FastAPI, settings: CommonSettings) -> None:
-    """Serve ``app`` until SIGTERM or Ctrl-C; blocks for the life of the process."""
+    """Serve ``app`` until SIGTERM or Ctrl-C; blocks for the life of the process.
+
+    Exits with status 0 after a graceful shutdown on SIGTERM, and with
+    :data:`STARTUP_FAILURE_EXIT_CODE` when the lifespan could not start.
+    """
+    # uvicorn re-raises the signal that stopped it once it has shut down; this
+    # handler turns that into a normal exit, so supervisors see status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -195,4 +232,7 @@ def run_service(app: FastAPI, settings: CommonSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE_EXIT_CODE)

@@ -132,6 +132,7 @@ class EventConsumer(Generic[E]):
         try:
             await self._consumer.start()
         except KafkaError as exc:
+            await self._consumer.stop()
             raise TransientError(f"consumer could not start: {exc}") from exc
         self._consumer.subscribe([self.spec.topic.name], listener=_Rebalance(self))
         self.started = True

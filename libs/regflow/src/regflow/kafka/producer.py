@@ -67,6 +67,7 @@ class KafkaEventProducer:
         try:
             await self._producer.start()
         except KafkaError as exc:
+            await self._producer.stop()
             raise TransientError(f"Kafka producer could not start: {exc}") from exc
 
     async def stop(self) -> None:

@@ -1,0 +1,251 @@
+"""The pusher's handler over real registries, Redis and broker."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from pusher_svc.handler import PushHandler
+from pusher_svc.settings import PusherSettings
+from regflow.events import (
+    PUSH_RESULTS,
+    BuildContext,
+    Destination,
+    FailureReason,
+    ImageRef,
+    Provider,
+    PushCommand,
+    PushCommandEvent,
+    PushFailed,
+    PushResultEvent,
+    PushSucceeded,
+)
+from regflow.kafka import Delivery, KafkaEventProducer
+from regflow.metrics import PushMetrics
+from regflow.redis import RedisKeys
+from regflow.registries import Credentials, RegistryStore, SecretBox
+
+if TYPE_CHECKING:
+    from deploy.stack import Registry
+    from tests.conftest import RegistryFactory, SeedImage
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ACCOUNT = "acme"
+DELIVERY = Delivery(topic="t", partition=0, offset=0, key=None)
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[KafkaEventProducer]:
+    """A real producer on the session broker."""
+    producer = KafkaEventProducer(
+        PusherSettings(
+            kafka_bootstrap_servers=kafka_bootstrap, kafka_idempotent_producer=False
+        ),
+        client_id="test-pusher",
+    )
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def _results(bootstrap: str, push_id: str, count: int) -> list[PushResultEvent]:
+    consumer = AIOKafkaConsumer(
+        PUSH_RESULTS.name,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[PushResultEvent] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    for record in records:
+                        event = PUSH_RESULTS.decode(record.value)
+                        if event.data.push_id == push_id:
+                            found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+class World:
+    """A handler wired to a source registry, a destination and a store."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        source: "Registry",
+        dest: "Registry",
+        producer: KafkaEventProducer,
+    ) -> None:
+        self.keys = RedisKeys(prefix)
+        self.box = SecretBox([SecretBox.generate_key()])
+        self.store = RegistryStore(redis, self.keys, self.box)
+        self.source = source
+        self.dest = dest
+        settings = PusherSettings(
+            insecure_registries=f"{source.host},{dest.host}",
+            push_attempts=2,
+            push_retry_initial_seconds=0.05,
+        )
+        self.handler = PushHandler(
+            settings=settings,
+            store=self.store,
+            redis=redis,
+            keys=self.keys,
+            producer=producer,
+        )
+        self.metrics = PushMetrics(redis, self.keys)
+
+    async def connect(self, password: str | None = None) -> None:
+        """Store the destination as integration "production" of the account."""
+        await self.store.create(
+            ACCOUNT,
+            name="production",
+            provider=Provider.OTHER,
+            domain=self.dest.host,
+            credentials=Credentials(
+                username=self.dest.username or "",
+                password=SecretStr(password or self.dest.password or ""),
+            ),
+        )
+
+    def command(self, digest: str, tags: list[str]) -> PushCommandEvent:
+        """A push command for ``digest`` from the source to the destination."""
+        return PushCommandEvent.new(
+            producer="test",
+            account_id=ACCOUNT,
+            data=PushCommand(
+                push_id=str(uuid.uuid4()),
+                build=BuildContext(pipeline_id="p", build_id="b", step_name="s"),
+                source=ImageRef(
+                    registry=self.source.host, repository="builds/web", digest=digest
+                ),
+                destination=Destination(
+                    registry="production",
+                    provider=Provider.OTHER,
+                    domain=self.dest.host,
+                    repository="acme/web",
+                    tags=tags,
+                ),
+            ),
+        )
+
+
+@pytest.fixture
+async def world(
+    redis_client: Redis,
+    redis_prefix: str,
+    registry_factory: "RegistryFactory",
+    producer: KafkaEventProducer,
+) -> World:
+    """Two registries, a store, and a handler."""
+    return World(
+        redis_client,
+        redis_prefix,
+        registry_factory("none"),
+        registry_factory("basic"),
+        producer,
+    )
+
+
+async def test_push_publishes_success_and_counts_once_on_redelivery(
+    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+) -> None:
+    """A redelivered command republishes the stored result; nothing counts twice."""
+    digest = await seed_image(world.source, "builds/web", "b1", [4096, 8192])
+    await world.connect()
+    command = world.command(digest, ["v1", "latest"])
+
+    await world.handler(command, DELIVERY)
+    await world.handler(command, DELIVERY)
+
+    first, second = await _results(kafka_bootstrap, command.data.push_id, 2)
+    assert first == second  # the same event, id included: consumers can dedupe
+    outcome = first.data.outcome
+    assert isinstance(outcome, PushSucceeded)
+    assert outcome.digest == digest
+    assert outcome.references == [
+        f"{world.dest.host}/acme/web:v1",
+        f"{world.dest.host}/acme/web:latest",
+    ]
+    assert first.causation_id == command.event_id
+    counters = await world.metrics.read(ACCOUNT, "production")
+    assert counters["succeeded"] == 1
+    assert counters["bytes"] == outcome.bytes_moved > 4096 + 8192
+
+
+async def test_rejected_credentials_give_an_auth_failure(
+    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+) -> None:
+    """A wrong stored password ends in a failed result classified as auth."""
+    digest = await seed_image(world.source, "builds/web", "b1")
+    await world.connect(password="wrong")
+    command = world.command(digest, ["v1"])
+
+    await world.handler(command, DELIVERY)
+
+    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
+    outcome = result.data.outcome
+    assert isinstance(outcome, PushFailed)
+    assert outcome.reason is FailureReason.AUTH
+    assert outcome.status_code == 401
+    assert "wrong" not in result.to_bytes().decode()
+    assert (await world.metrics.read(ACCOUNT, "production"))["failed"] == 1
+
+
+async def test_deleted_registry_gives_an_unresolved_failure(
+    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+) -> None:
+    """A command for an integration removed since it was resolved fails clearly."""
+    digest = await seed_image(world.source, "builds/web", "b1")
+    command = world.command(digest, ["v1"])
+
+    await world.handler(command, DELIVERY)
+
+    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
+    outcome = result.data.outcome
+    assert isinstance(outcome, PushFailed)
+    assert outcome.reason is FailureReason.UNRESOLVED
+    assert "production" in outcome.message
+
+
+async def test_missing_source_image_gives_not_found(
+    world: World, kafka_bootstrap: str
+) -> None:
+    """A digest the internal registry does not hold is a not_found failure."""
+    await world.connect()
+    command = world.command("sha256:" + "0" * 64, ["v1"])
+
+    await world.handler(command, DELIVERY)
+
+    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
+    outcome = result.data.outcome
+    assert isinstance(outcome, PushFailed)
+    assert outcome.reason is FailureReason.NOT_FOUND
+
+
+async def test_unreachable_registry_is_retried_then_fails_as_network(
+    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+) -> None:
+    """A destination that stopped answering yields a network failure after retries."""
+    digest = await seed_image(world.source, "builds/web", "b1")
+    await world.connect()
+    world.dest.stop()
+    command = world.command(digest, ["v1"])
+
+    await world.handler(command, DELIVERY)
+
+    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
+    outcome = result.data.outcome
+    assert isinstance(outcome, PushFailed)
+    assert outcome.reason is FailureReason.NETWORK
