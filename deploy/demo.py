@@ -125,6 +125,7 @@ async def _deliver(stack: Stack, fleet: Fleet) -> None:
             repository=REPOSITORY,
             platform="linux/amd64",
             branch="feature/login",
+            reference_prefix=f"{external.host}/",
         )
     first = advice["candidates"][0]
     _say(

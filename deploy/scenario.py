@@ -193,10 +193,13 @@ async def wait_for_recommendation(
     platform: str,
     branch: str,
     default_branch: str = "main",
+    reference_prefix: str = "",
 ) -> dict[str, Any]:
-    """Ask cache-svc until it recommends something (it learns asynchronously).
+    """Ask cache-svc until it recommends a reference starting with the prefix.
 
-    Waits as long as it takes: callers bound it with ``asyncio.timeout``.
+    cache-svc learns asynchronously: from the step it knows the internal image,
+    from the push result its pushed references. Waits as long as it takes:
+    callers bound it with ``asyncio.timeout``.
     """
     url = f"{cache_url}/v1/accounts/{account_id}/cache-recommendations"
     params = {
@@ -210,6 +213,6 @@ async def wait_for_recommendation(
             response = await http.get(url, params=params)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
-            if body["references"] and all(c["references"] for c in body["candidates"]):
+            if any(r.startswith(reference_prefix) for r in body["references"]):
                 return body
             await asyncio.sleep(0.3)

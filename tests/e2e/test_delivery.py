@@ -128,6 +128,7 @@ async def test_image_travels_from_build_step_to_connected_registry(
             repository=REPOSITORY,
             platform="linux/amd64",
             branch="feature/other",
+            reference_prefix=f"{world.external.host}/",
         )
     assert advice["candidates"][0]["digest"] == world.image.digest
     assert advice["references"][0].startswith(f"{world.external.host}/acme/web:")

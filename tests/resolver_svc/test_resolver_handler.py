@@ -1,5 +1,7 @@
 """The resolver's handlers against real Redis, publishing to a recording producer."""
 
+import asyncio
+
 import pytest
 import redis.asyncio
 import structlog
@@ -12,6 +14,7 @@ from regflow.events import (
     FailureReason,
     ImageRef,
     Provider,
+    PushFailed,
     PushFields,
     RegistryChange,
     RegistryChangedEvent,
@@ -153,6 +156,46 @@ async def test_registry_change_reaches_later_steps(harness: Harness) -> None:
     await harness.handlers.step_completed(step_event(), DELIVERY)
     [command] = harness.producer.events(PUSH_COMMANDS)
     assert command.data.destination.registry == "late"
+
+
+async def test_step_waits_for_a_registry_change_in_flight(
+    redis_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    """A step that overtakes its registry's creation is resolved once it lands."""
+    harness = Harness(redis_client, redis_prefix)
+    patient = ResolverHandlers(
+        registries=RegistryViewStore(redis_client, RedisKeys(redis_prefix)),
+        producer=harness.producer,
+        registry_grace_seconds=10,
+    )
+
+    async def connect_soon() -> None:
+        await asyncio.sleep(0.5)
+        await harness.connect("fresh", 1, default="fresh")
+
+    await asyncio.gather(patient.step_completed(step_event(), DELIVERY), connect_soon())
+
+    assert harness.producer.events(PUSH_RESULTS) == []
+    [command] = harness.producer.events(PUSH_COMMANDS)
+    assert command.data.destination.registry == "fresh"
+
+
+async def test_grace_does_not_delay_other_problems(
+    redis_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    """An undefined variable fails at once even with a long registry grace."""
+    harness = Harness(redis_client, redis_prefix)
+    await harness.connect("harbor", 1, default="harbor")
+    patient = ResolverHandlers(
+        registries=RegistryViewStore(redis_client, RedisKeys(redis_prefix)),
+        producer=harness.producer,
+        registry_grace_seconds=60,
+    )
+    async with asyncio.timeout(5):
+        await patient.step_completed(step_event(tag="${{NOPE}}"), DELIVERY)
+    [result] = harness.producer.events(PUSH_RESULTS)
+    assert isinstance(result.data.outcome, PushFailed)
+    assert "NOPE" in result.data.outcome.message
 
 
 async def test_failed_build_publishes_nothing(harness: Harness) -> None:

@@ -25,6 +25,7 @@ def consumer_specs(
         registries=RegistryViewStore(context.redis, context.keys),
         producer=context.producer,
         metrics=PushMetrics(context.redis, context.keys),
+        registry_grace_seconds=settings.registry_grace_seconds,
     )
     return [
         ConsumerSpec(

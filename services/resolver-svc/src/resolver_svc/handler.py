@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Final
 
 import structlog
@@ -9,6 +11,7 @@ import structlog
 from regflow.events import (
     PUSH_COMMANDS,
     PUSH_RESULTS,
+    PushCommand,
     PushCommandEvent,
     PushResultEvent,
     RegistryChangedEvent,
@@ -17,11 +20,24 @@ from regflow.events import (
 from regflow.kafka import Delivery, EventProducer
 from regflow.metrics import PushMetrics
 from resolver_svc.registries import RegistryViewStore
-from resolver_svc.rules import ResolutionError, resolve_step, unresolved_result
+from resolver_svc.rules import (
+    ResolutionError,
+    ResolutionProblem,
+    resolve_step,
+    unresolved_result,
+)
 
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME: Final = "resolver-svc"
+
+# Problems that a registry change still on its way would cure: a step that
+# names a registry created a moment ago can overtake that change, because the
+# two travel on different topics.
+_REGISTRY_PROBLEMS: Final = frozenset(
+    {ResolutionProblem.UNKNOWN_REGISTRY, ResolutionProblem.NO_DEFAULT_REGISTRY}
+)
+_GRACE_POLL_SECONDS: Final = 0.25
 
 
 class ResolverHandlers:
@@ -40,11 +56,13 @@ class ResolverHandlers:
         producer: EventProducer,
         metrics: PushMetrics | None = None,
         service_name: str = SERVICE_NAME,
+        registry_grace_seconds: float = 0.0,
     ) -> None:
         self._registries = registries
         self._producer = producer
         self._metrics = metrics
         self._service_name = service_name
+        self._registry_grace = registry_grace_seconds
 
     async def registry_changed(
         self, event: RegistryChangedEvent, delivery: Delivery
@@ -72,6 +90,26 @@ class ResolverHandlers:
             offset=delivery.offset,
         )
 
+    async def _resolve(self, event: StepCompletedEvent) -> list[PushCommand]:
+        """Resolve against the view; wait out a registry change still on its way.
+
+        Registry problems are re-checked for up to ``registry_grace_seconds``,
+        holding the partition that long at most; other problems fail at once.
+        """
+        deadline = time.monotonic() + self._registry_grace
+        while True:
+            registries = await self._registries.load(event.account_id)
+            try:
+                return resolve_step(
+                    event.data, registries, step_event_id=event.event_id
+                )
+            except ResolutionError as exc:
+                if exc.problem not in _REGISTRY_PROBLEMS or (
+                    time.monotonic() >= deadline
+                ):
+                    raise
+            await asyncio.sleep(_GRACE_POLL_SECONDS)
+
     async def step_completed(
         self, event: StepCompletedEvent, delivery: Delivery
     ) -> None:
@@ -82,9 +120,8 @@ class ResolverHandlers:
         the push ids are the same, so nothing is pushed twice).
         """
         step = event.data
-        registries = await self._registries.load(event.account_id)
         try:
-            commands = resolve_step(step, registries, step_event_id=event.event_id)
+            commands = await self._resolve(event)
         except ResolutionError as exc:
             result = unresolved_result(step, exc, step_event_id=event.event_id)
             await self._producer.publish(

@@ -16,3 +16,6 @@ class ResolverSettings(CommonSettings):
         default="regflow-resolver-registries", min_length=1
     )
     steps_group_id: str = Field(default="regflow-resolver-steps", min_length=1)
+    # How long a step that names an unknown registry (or needs a default that is
+    # not there) waits for a registry change still in flight before it fails.
+    registry_grace_seconds: float = Field(default=5.0, ge=0, le=60)
