@@ -1,0 +1,97 @@
+"""Errors of the registry-integration store, under the regflow root.
+
+::
+
+    RegflowError
+    +-- RegistryStoreError
+    |   +-- RegistryNotFound          no such name in the account       (Permanent)
+    |   +-- RegistryAlreadyExists     the name is taken                 (Permanent)
+    |   +-- RegistryRuleViolation     a rule is broken; names the field (Permanent)
+    |   +-- CredentialsUnreadable     no configured key decrypts them   (Permanent)
+    |   +-- RegistryStoreUnavailable  Redis failed or stayed contended  (Transient)
+    +-- SecretDecryptionError         no secret key decrypts a token    (Permanent)
+    +-- SecretKeyError                REGFLOW_SECRET_KEYS is unusable   (Configuration)
+
+"(Permanent)" means the class is also a ``regflow.errors.PermanentError``, and so
+on, so Kafka handlers that let them escape get the right retry behaviour.
+"""
+
+from __future__ import annotations
+
+from regflow.errors import (
+    ConfigurationError,
+    PermanentError,
+    RegflowError,
+    TransientError,
+)
+
+
+class RegistryStoreError(RegflowError):
+    """Base class of the registry store's errors."""
+
+
+# The names below read as facts (like httpx's ``ConnectTimeout``) and are part of
+# the store's contract, hence no ``Error`` suffix (N818).
+
+
+class RegistryNotFound(RegistryStoreError, PermanentError):  # noqa: N818
+    """The account has no registry integration of that name."""
+
+    def __init__(self, account_id: str, name: str) -> None:
+        super().__init__(f"account {account_id!r} has no registry named {name!r}")
+        self.account_id = account_id
+        self.name = name
+
+
+class RegistryAlreadyExists(RegistryStoreError, PermanentError):  # noqa: N818
+    """Another registry integration of the account already has that name."""
+
+    def __init__(self, account_id: str, name: str) -> None:
+        super().__init__(
+            f"account {account_id!r} already has a registry named {name!r}"
+        )
+        self.account_id = account_id
+        self.name = name
+
+
+class RegistryRuleViolation(RegistryStoreError, PermanentError):  # noqa: N818
+    """A value breaks a registry-integration rule.
+
+    ``field`` is the name of the offending field as the HTTP API spells it
+    (``name``, ``provider``, ``domain``, ``repository_prefix``, ``username``,
+    ``password``), so the API can point at it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class CredentialsUnreadable(RegistryStoreError, PermanentError):  # noqa: N818
+    """Stored credentials that none of the configured secret keys decrypts.
+
+    Happens when the key that encrypted them was removed from
+    ``REGFLOW_SECRET_KEYS`` before they were re-encrypted, or when the stored value
+    was tampered with.
+    """
+
+    def __init__(self, account_id: str, name: str) -> None:
+        super().__init__(
+            f"the credentials of registry {name!r} in account {account_id!r} cannot be "
+            "decrypted with the configured REGFLOW_SECRET_KEYS"
+        )
+        self.account_id = account_id
+        self.name = name
+
+
+class RegistryStoreUnavailable(RegistryStoreError, TransientError):  # noqa: N818
+    """Redis failed, or a change kept colliding with concurrent ones; retry later."""
+
+
+class SecretKeyError(ConfigurationError):
+    """``REGFLOW_SECRET_KEYS`` is missing or holds something that is not a key."""
+
+
+class SecretDecryptionError(PermanentError):
+    """A token that none of the keys decrypts (rotated out, or tampered with)."""

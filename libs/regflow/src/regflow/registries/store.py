@@ -1,0 +1,798 @@
+"""Registry integrations in Redis, with an outbox of the changes to publish.
+
+Layout, under the service's key prefix::
+
+    HASH <prefix>:registries:<account>         name -> JSON record; credentials
+                                               as a Fernet token, never plain
+    HASH <prefix>:registry-accounts:<account>  version, default, caching
+    LIST <prefix>:outbox:registry-changes      RegistryChangedEvent JSON, oldest
+                                               first, until a relay published it
+
+Every change is one optimistic transaction (WATCH both account keys, read, check
+the rules, MULTI, write, EXEC; retried when another writer got in between). The
+same EXEC bumps the account's version and appends the change's event to the
+outbox, so an event exists exactly when its change was committed, and versions
+of one account grow by one per change without gaps.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, cast
+
+import structlog
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+)
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, WatchError
+
+from regflow.events.common import Provider
+from regflow.events.registries import RegistryChange, RegistryChangedEvent
+from regflow.redis import RedisKeys
+from regflow.registries.crypto import SecretBox
+from regflow.registries.errors import (
+    CredentialsUnreadable,
+    RegistryAlreadyExists,
+    RegistryNotFound,
+    RegistryRuleViolation,
+    RegistryStoreUnavailable,
+    SecretDecryptionError,
+)
+from regflow.registries.models import (
+    Credentials,
+    Password,
+    RegistryIntegration,
+    credentials_from,
+)
+from regflow.registries.rules import (
+    ACCOUNT_ID_PATTERN,
+    Domain,
+    RepositoryPrefix,
+    Username,
+    resolve_domain,
+)
+
+log = structlog.get_logger(__name__)
+
+ChangeKind = Literal["created", "updated", "deleted"]
+
+# Optimistic transactions retried this often before the store reports contention.
+DEFAULT_MAX_ATTEMPTS: Final = 25
+_VERSION: Final = b"version"
+_DEFAULT: Final = b"default"
+_CACHING: Final = b"caching"
+
+
+def outbox_key(keys: RedisKeys) -> str:
+    """The LIST that holds registry-change events not yet published."""
+    return keys.key("outbox", "registry-changes")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegistryPatch(BaseModel):
+    """A partial update: only the fields that were set are applied.
+
+    Setting ``domain`` to None gives the provider's default domain back (Docker
+    Hub, GHCR, Quay); setting ``repository_prefix`` to None or ``""`` removes it;
+    setting both ``username`` and ``password`` to None removes the credentials.
+    Names never change: delete and create instead, because pipelines refer to
+    registries by name.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Provider | None = None
+    domain: Domain | None = None
+    repository_prefix: RepositoryPrefix = None
+    username: Username | None = None
+    password: Password | None = None
+
+
+@dataclass(frozen=True)
+class RegistryChangeResult:
+    """What one committed (or found unnecessary) change did.
+
+    ``event`` is None, and ``version`` the unchanged current one, when the call
+    changed nothing (setting the default to the current default, a patch with
+    the stored values); nothing was written then.
+    """
+
+    registry: RegistryIntegration | None
+    """The integration the call was about, after it (a deleted one as it was).
+
+    None only when a flag nobody had was cleared."""
+    changed: tuple[RegistryIntegration, ...]
+    """Every integration whose state changed, as it is now (deleted: as it was)."""
+    version: int
+    default_registry: str | None
+    caching_registry: str | None
+    event: RegistryChangedEvent | None
+
+
+@dataclass(frozen=True)
+class AccountRegistries:
+    """A consistent read of one account's integrations and flags."""
+
+    account_id: str
+    version: int
+    default_registry: str | None
+    caching_registry: str | None
+    registries: tuple[RegistryIntegration, ...] = field(default=())
+
+    def get(self, name: str) -> RegistryIntegration | None:
+        """The integration called ``name``, if any."""
+        return next((r for r in self.registries if r.name == name), None)
+
+    @property
+    def default(self) -> RegistryIntegration | None:
+        """The default registry (pushes that name none go there), if set."""
+        return self.get(self.default_registry) if self.default_registry else None
+
+    @property
+    def caching(self) -> RegistryIntegration | None:
+        """The caching registry, if set."""
+        return self.get(self.caching_registry) if self.caching_registry else None
+
+
+class _StoredRegistry(BaseModel):
+    """The JSON kept per integration; flags live in the account hash."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    provider: Provider
+    domain: str
+    repository_prefix: str | None = None
+    credentials: str | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class _SealedCredentials(BaseModel):
+    """What the Fernet token holds.
+
+    The account and registry name are sealed in too, so a token copied onto
+    another integration in Redis is refused instead of used.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    account_id: str
+    name: str
+    username: str
+    password: SecretStr
+
+
+@dataclass(frozen=True)
+class _AccountState:
+    version: int
+    default: str | None
+    caching: str | None
+    records: Mapping[str, _StoredRegistry]
+
+
+@dataclass(frozen=True)
+class _Change:
+    kind: ChangeKind
+    subject: str
+    default: str | None
+    caching: str | None
+    put: _StoredRegistry | None = None
+    delete: bool = False
+    touched: tuple[str, ...] = ()
+
+
+_Plan = Callable[[_AccountState], _Change | None]
+
+
+class RegistryStore:
+    """The registry integrations of every account.
+
+    Safe to share between tasks and processes: writes are optimistic
+    transactions. Every method makes a few Redis round trips and may block on
+    Redis; none talks to Kafka. Writes raise the domain errors of
+    :mod:`regflow.registries.errors` *before* anything is written, and
+    :class:`RegistryStoreUnavailable` when Redis fails (then nothing, or the
+    whole change, was committed; the caller cannot tell which, so a retried
+    create may meet :class:`RegistryAlreadyExists`).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        secret_box: SecretBox,
+        *,
+        producer: str = "config-svc",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._box = secret_box
+        self._producer = producer
+        self._max_attempts = max_attempts
+        self._clock = clock
+        self.outbox_key = outbox_key(keys)
+
+    def registries_key(self, account_id: str) -> str:
+        """The HASH of the account's integration records."""
+        return self._keys.key("registries", account_id)
+
+    def account_key(self, account_id: str) -> str:
+        """The HASH of the account's version, default and caching registry."""
+        return self._keys.key("registry-accounts", account_id)
+
+    # Reads
+
+    async def snapshot(self, account_id: str) -> AccountRegistries:
+        """Every integration of the account and its flags, read atomically.
+
+        Raises:
+            CredentialsUnreadable: stored credentials no key decrypts.
+            RegistryStoreUnavailable: Redis failed.
+        """
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self.registries_key(account_id))
+                pipe.hgetall(self.account_key(account_id))
+                records, account = await pipe.execute()
+        except RedisError as exc:
+            raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
+        state = _parse_state(records, account)
+        return AccountRegistries(
+            account_id=account_id,
+            version=state.version,
+            default_registry=state.default,
+            caching_registry=state.caching,
+            registries=tuple(
+                self._integration(account_id, state.records[name], state)
+                for name in sorted(state.records)
+            ),
+        )
+
+    async def list(self, account_id: str) -> builtins.list[RegistryIntegration]:
+        """The account's integrations sorted by name (see :meth:`snapshot`)."""
+        return list((await self.snapshot(account_id)).registries)
+
+    async def get(self, account_id: str, name: str) -> RegistryIntegration:
+        """One integration, credentials decrypted.
+
+        Raises:
+            RegistryNotFound: no such name in the account.
+            CredentialsUnreadable: stored credentials no key decrypts.
+            RegistryStoreUnavailable: Redis failed.
+        """
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hget(self.registries_key(account_id), name)
+                pipe.hgetall(self.account_key(account_id))
+                raw, account = await pipe.execute()
+        except RedisError as exc:
+            raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
+        if raw is None:
+            raise RegistryNotFound(account_id, name)
+        state = _parse_state({}, account)
+        return self._integration(
+            account_id, _StoredRegistry.model_validate_json(raw), state
+        )
+
+    # Writes
+
+    async def create(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        provider: Provider,
+        domain: str | None = None,
+        repository_prefix: str | None = None,
+        credentials: Credentials | None = None,
+        correlation_id: str | None = None,
+    ) -> RegistryChangeResult:
+        """Add an integration; it is neither default nor caching until set so.
+
+        ``domain`` may be omitted for providers with a fixed or usual host
+        (dockerhub, ghcr, quay).
+
+        Raises:
+            RegistryRuleViolation: a field breaks a rule (``field`` names it).
+            RegistryAlreadyExists: the name is taken in the account.
+            RegistryStoreUnavailable: Redis failed.
+        """
+        if not _valid_account_id(account_id):
+            raise RegistryRuleViolation(
+                "account_id", f"account id must match {ACCOUNT_ID_PATTERN}"
+            )
+        now = self._clock()
+        normalized_domain = (
+            _validated(Domain, "domain", domain) if domain is not None else None
+        )
+        integration = _build(
+            account_id=account_id,
+            name=name,
+            provider=provider,
+            domain=resolve_domain(provider, normalized_domain),
+            repository_prefix=repository_prefix,
+            credentials=credentials,
+            created_at=now,
+            updated_at=now,
+        )
+        record = self._seal(integration)
+
+        def plan(state: _AccountState) -> _Change:
+            if integration.name in state.records:
+                raise RegistryAlreadyExists(account_id, integration.name)
+            return _Change(
+                "created",
+                integration.name,
+                state.default,
+                state.caching,
+                put=record,
+            )
+
+        return await self._commit(account_id, plan, correlation_id)
+
+    async def update(
+        self,
+        account_id: str,
+        name: str,
+        patch: RegistryPatch,
+        *,
+        correlation_id: str | None = None,
+    ) -> RegistryChangeResult:
+        """Apply the fields set in ``patch`` (see :class:`RegistryPatch`).
+
+        Raises:
+            RegistryNotFound: no such name in the account.
+            RegistryRuleViolation: the patched integration breaks a rule.
+            RegistryStoreUnavailable: Redis failed.
+        """
+
+        def plan(state: _AccountState) -> _Change | None:
+            record = state.records.get(name)
+            if record is None:
+                raise RegistryNotFound(account_id, name)
+            current = self._integration(account_id, record, state)
+            patched = _apply(current, patch, self._clock())
+            if patched.model_copy(update={"updated_at": current.updated_at}) == current:
+                return None
+            return _Change(
+                "updated",
+                name,
+                state.default,
+                state.caching,
+                put=self._seal(patched),
+            )
+
+        return await self._commit(account_id, plan, correlation_id)
+
+    async def delete(
+        self, account_id: str, name: str, *, correlation_id: str | None = None
+    ) -> RegistryChangeResult:
+        """Remove an integration.
+
+        Deleting the default or the caching registry is allowed and leaves the
+        account without one (the event says so); pipelines that relied on the
+        default then fail with a clear "no default registry" until another is
+        set. Refusing would not protect pipelines that name the registry anyway.
+
+        Raises:
+            RegistryNotFound: no such name in the account.
+            RegistryStoreUnavailable: Redis failed.
+        """
+
+        def plan(state: _AccountState) -> _Change:
+            if name not in state.records:
+                raise RegistryNotFound(account_id, name)
+            return _Change(
+                "deleted",
+                name,
+                None if state.default == name else state.default,
+                None if state.caching == name else state.caching,
+                delete=True,
+            )
+
+        return await self._commit(account_id, plan, correlation_id)
+
+    async def set_default(
+        self,
+        account_id: str,
+        name: str | None,
+        *,
+        correlation_id: str | None = None,
+    ) -> RegistryChangeResult:
+        """Make ``name`` the default registry (None: no default).
+
+        The previous default stops being the default in the same transaction.
+
+        Raises:
+            RegistryNotFound: no such name in the account.
+            RegistryStoreUnavailable: Redis failed.
+        """
+        return await self._set_flag(account_id, "default", name, correlation_id)
+
+    async def set_caching(
+        self,
+        account_id: str,
+        name: str | None,
+        *,
+        correlation_id: str | None = None,
+    ) -> RegistryChangeResult:
+        """Make ``name`` the caching registry (None: no caching registry).
+
+        Raises:
+            RegistryNotFound: no such name in the account.
+            RegistryRuleViolation: on ``name``, for a Docker Hub registry.
+            RegistryStoreUnavailable: Redis failed.
+        """
+        return await self._set_flag(account_id, "caching", name, correlation_id)
+
+    # TODO(regflow#2): nothing runs this over every account yet; key rotation
+    # needs a command that does, before the old key leaves REGFLOW_SECRET_KEYS.
+    async def reencrypt(self, account_id: str) -> int:
+        """Re-encrypt the account's credentials with the first secret key.
+
+        Part of key rotation; changes no integration, so no version and no event.
+        Returns how many credentials were rewritten.
+
+        Raises:
+            CredentialsUnreadable: stored credentials no key decrypts.
+            RegistryStoreUnavailable: Redis failed or stayed contended.
+        """
+        key = self.registries_key(account_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for _ in range(self._max_attempts):
+                    try:
+                        await pipe.watch(key)
+                        raw = cast("dict[bytes, bytes]", await pipe.hgetall(key))
+                        rotated: dict[str, str] = {}
+                        for name_bytes, value in raw.items():
+                            record = _StoredRegistry.model_validate_json(value)
+                            if record.credentials is None:
+                                continue
+                            try:
+                                token = self._box.rotate(record.credentials.encode())
+                            except SecretDecryptionError as exc:
+                                raise CredentialsUnreadable(
+                                    account_id, record.name
+                                ) from exc
+                            rotated[name_bytes.decode()] = record.model_copy(
+                                update={"credentials": token.decode()}
+                            ).model_dump_json()
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        if rotated:
+                            pipe.hset(key, mapping=rotated)  # type: ignore[arg-type]
+                        await pipe.execute()
+                    except WatchError:
+                        continue
+                    return len(rotated)
+        except RedisError as exc:
+            raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
+        raise RegistryStoreUnavailable(
+            f"re-encryption of account {account_id!r} kept colliding with changes"
+        )
+
+    # Internals
+
+    async def _set_flag(
+        self,
+        account_id: str,
+        flag: Literal["default", "caching"],
+        name: str | None,
+        correlation_id: str | None,
+    ) -> RegistryChangeResult:
+        def plan(state: _AccountState) -> _Change | None:
+            current = state.default if flag == "default" else state.caching
+            if name == current:
+                return None
+            if name is not None:
+                record = state.records.get(name)
+                if record is None:
+                    raise RegistryNotFound(account_id, name)
+                if flag == "caching" and record.provider is Provider.DOCKERHUB:
+                    raise RegistryRuleViolation(
+                        "name", "Docker Hub cannot be the caching registry"
+                    )
+            # Clearing a flag reports the registry that lost it.
+            subject = name if name is not None else current
+            assert subject is not None  # name == current was handled above
+            touched = (current,) if name is not None and current is not None else ()
+            return _Change(
+                "updated",
+                subject,
+                name if flag == "default" else state.default,
+                name if flag == "caching" else state.caching,
+                touched=touched,
+            )
+
+        return await self._commit(account_id, plan, correlation_id)
+
+    async def _commit(
+        self, account_id: str, plan: _Plan, correlation_id: str | None
+    ) -> RegistryChangeResult:
+        """Run ``plan`` on a watched read and commit its change with its event."""
+        registries_key = self.registries_key(account_id)
+        account_key = self.account_key(account_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for attempt in range(1, self._max_attempts + 1):
+                    try:
+                        await pipe.watch(registries_key, account_key)
+                        state = _parse_state(
+                            cast(
+                                "dict[bytes, bytes]", await pipe.hgetall(registries_key)
+                            ),
+                            cast("dict[bytes, bytes]", await pipe.hgetall(account_key)),
+                        )
+                        change = plan(state)
+                        if change is None:
+                            await pipe.reset()  # type: ignore[no-untyped-call]
+                            return _unchanged(state)
+                        result = self._result(account_id, state, change, correlation_id)
+                        assert result.event is not None
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        self._queue_writes(pipe, account_id, change, result)
+                        await pipe.execute()
+                    except WatchError:
+                        log.debug(
+                            "registry change collided, retrying",
+                            account_id=account_id,
+                            attempt=attempt,
+                        )
+                        continue
+                    return result
+        except RedisError as exc:
+            raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
+        raise RegistryStoreUnavailable(
+            f"changes to account {account_id!r} kept colliding; retry later"
+        )
+
+    def _queue_writes(
+        self,
+        pipe: Pipeline,
+        account_id: str,
+        change: _Change,
+        result: RegistryChangeResult,
+    ) -> None:
+        """Queue the record, flags, version and outbox writes inside MULTI."""
+        registries_key = self.registries_key(account_id)
+        account_key = self.account_key(account_id)
+        if change.put is not None:
+            pipe.hset(registries_key, change.subject, change.put.model_dump_json())
+        if change.delete:
+            pipe.hdel(registries_key, change.subject)
+        pipe.hset(account_key, _VERSION, result.version)
+        for flag, value in ((_DEFAULT, change.default), (_CACHING, change.caching)):
+            if value is None:
+                pipe.hdel(account_key, flag)
+            else:
+                pipe.hset(account_key, flag, value)
+        assert result.event is not None
+        pipe.rpush(self.outbox_key, result.event.to_bytes())
+
+    def _result(
+        self,
+        account_id: str,
+        state: _AccountState,
+        change: _Change,
+        correlation_id: str | None,
+    ) -> RegistryChangeResult:
+        """The result and event of ``change`` applied to ``state``."""
+        version = state.version + 1
+        after = _AccountState(
+            version=version,
+            default=change.default,
+            caching=change.caching,
+            records=dict(state.records),
+        )
+        if change.put is not None:
+            after.records[change.subject] = change.put  # type: ignore[index]
+        # A deleted registry is reported as it was, flags included.
+        subject_state = state if change.delete else after
+        subject = self._integration(
+            account_id, subject_state.records[change.subject], subject_state
+        )
+        others = tuple(
+            self._integration(account_id, after.records[name], after)
+            for name in change.touched
+        )
+        event = RegistryChangedEvent.new(
+            producer=self._producer,
+            account_id=account_id,
+            correlation_id=correlation_id,
+            data=RegistryChange(
+                change=change.kind,
+                version=version,
+                registry=subject.view(),
+                default_registry=change.default,
+                caching_registry=change.caching,
+            ),
+        )
+        return RegistryChangeResult(
+            registry=subject,
+            changed=(subject, *others),
+            version=version,
+            default_registry=change.default,
+            caching_registry=change.caching,
+            event=event,
+        )
+
+    def _seal(self, integration: RegistryIntegration) -> _StoredRegistry:
+        """The record to store: credentials encrypted, flags left out."""
+        token: str | None = None
+        if integration.credentials is not None:
+            sealed = _SealedCredentials(
+                account_id=integration.account_id,
+                name=integration.name,
+                username=integration.credentials.username,
+                password=integration.credentials.password,
+            )
+            token = self._box.encrypt(_reveal(sealed)).decode()
+        return _StoredRegistry(
+            name=integration.name,
+            provider=integration.provider,
+            domain=integration.domain,
+            repository_prefix=integration.repository_prefix,
+            credentials=token,
+            created_at=integration.created_at,
+            updated_at=integration.updated_at,
+        )
+
+    def _integration(
+        self, account_id: str, record: _StoredRegistry, state: _AccountState
+    ) -> RegistryIntegration:
+        """The integration of a stored record, credentials decrypted."""
+        credentials = None
+        if record.credentials is not None:
+            try:
+                sealed = _SealedCredentials.model_validate_json(
+                    self._box.decrypt(record.credentials.encode())
+                )
+            except (SecretDecryptionError, ValidationError) as exc:
+                raise CredentialsUnreadable(account_id, record.name) from exc
+            if (sealed.account_id, sealed.name) != (account_id, record.name):
+                raise CredentialsUnreadable(account_id, record.name)
+            credentials = Credentials(
+                username=sealed.username, password=sealed.password
+            )
+        # Stored records were validated when written; not re-checking them here
+        # keeps data written under older, looser rules readable.
+        return RegistryIntegration.model_construct(
+            account_id=account_id,
+            name=record.name,
+            provider=record.provider,
+            domain=record.domain,
+            repository_prefix=record.repository_prefix,
+            credentials=credentials,
+            is_default=state.default == record.name,
+            is_caching=state.caching == record.name,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+def _parse_state(
+    records: Mapping[bytes, bytes], account: Mapping[bytes, bytes]
+) -> _AccountState:
+    """Decode the two account hashes."""
+    default = account.get(_DEFAULT)
+    caching = account.get(_CACHING)
+    return _AccountState(
+        version=int(account.get(_VERSION, b"0")),
+        default=default.decode() if default is not None else None,
+        caching=caching.decode() if caching is not None else None,
+        records={
+            name.decode(): _StoredRegistry.model_validate_json(value)
+            for name, value in records.items()
+        },
+    )
+
+
+def _unchanged(state: _AccountState) -> RegistryChangeResult:
+    """The result of a call that found nothing to change."""
+    return RegistryChangeResult(
+        registry=None,
+        changed=(),
+        version=state.version,
+        default_registry=state.default,
+        caching_registry=state.caching,
+        event=None,
+    )
+
+
+def _reveal(sealed: _SealedCredentials) -> bytes:
+    """The plaintext to encrypt: the model's JSON with the secret shown."""
+    data = sealed.model_dump(mode="json")
+    data["password"] = sealed.password.get_secret_value()
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _valid_account_id(account_id: str) -> bool:
+    return re.match(ACCOUNT_ID_PATTERN, account_id) is not None
+
+
+def _rule_violation(exc: ValidationError) -> RegistryRuleViolation:
+    """The first error of ``exc`` as a violation naming the API field.
+
+    Only the message is kept: pydantic's ``input`` may be a secret.
+    """
+    error = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    # Credentials are one nested model here but two flat fields in the API.
+    if loc and loc[0] == "credentials" and len(loc) > 1:
+        loc = loc[1:]
+    message = error["msg"].removeprefix("Value error, ")
+    return RegistryRuleViolation(loc[0] if loc else "body", message)
+
+
+def _validated(annotation: Any, field_name: str, value: object) -> Any:
+    """``value`` validated as ``annotation``; errors name ``field_name``."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        violation = _rule_violation(exc)
+        raise RegistryRuleViolation(field_name, violation.message) from None
+
+
+def _build(**fields: Any) -> RegistryIntegration:
+    """A validated integration; errors become violations naming the field."""
+    try:
+        return RegistryIntegration(**fields)
+    except ValidationError as exc:
+        raise _rule_violation(exc) from None
+
+
+def _apply(
+    current: RegistryIntegration, patch: RegistryPatch, now: datetime
+) -> RegistryIntegration:
+    """``current`` with the fields set in ``patch``, validated."""
+    given = patch.model_fields_set
+    provider = patch.provider if "provider" in given else current.provider
+    if provider is None:
+        raise RegistryRuleViolation("provider", "provider cannot be removed")
+    if "domain" in given:
+        domain = patch.domain
+    elif provider is Provider.DOCKERHUB:
+        # Switching to Docker Hub brings its one domain with it.
+        domain = None
+    else:
+        domain = current.domain
+    old = current.credentials
+    username = patch.username if "username" in given else None
+    password = patch.password if "password" in given else None
+    if old is not None:
+        username = username if "username" in given else old.username
+        password = password if "password" in given else old.password
+    return _build(
+        account_id=current.account_id,
+        name=current.name,
+        provider=provider,
+        domain=resolve_domain(provider, domain),
+        repository_prefix=(
+            patch.repository_prefix
+            if "repository_prefix" in given
+            else current.repository_prefix
+        ),
+        credentials=credentials_from(username, password),
+        is_default=current.is_default,
+        is_caching=current.is_caching,
+        created_at=current.created_at,
+        updated_at=now,
+    )

@@ -1,0 +1,1 @@
+"""The registry-integration API: routes, schemas, errors and test-connection."""
