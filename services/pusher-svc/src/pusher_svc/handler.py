@@ -35,7 +35,7 @@ from regflow.events import (
 )
 from regflow.kafka import Delivery, EventProducer
 from regflow.metrics import PushMetrics
-from regflow.oci import Credentials, RegistryClient, RegistryError, TokenCache
+from regflow.oci import RegistryClient, RegistryError, TokenCache
 from regflow.redis import RedisKeys
 from regflow.registries import (
     CredentialsUnreadable,
@@ -146,7 +146,7 @@ class PushHandler:
         )
         target = RegistryClient(
             destination.domain,
-            credentials=_oci_credentials(integration),
+            credentials=integration.credentials,
             insecure=destination.domain in self._insecure,
             token_cache=self._tokens,
         )
@@ -230,15 +230,6 @@ class PushHandler:
                 else 0,
             )
             await pipe.execute()
-
-
-def _oci_credentials(integration: RegistryIntegration) -> Credentials | None:
-    if integration.credentials is None:
-        return None
-    return Credentials(
-        username=integration.credentials.username,
-        password=integration.credentials.password,
-    )
 
 
 def _succeeded(report: CopyReport, references: list[str]) -> PushSucceeded:

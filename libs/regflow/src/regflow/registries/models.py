@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from regflow import oci
 from regflow.events.common import Provider
 from regflow.events.registries import RegistryView
 from regflow.registries.errors import RegistryRuleViolation
@@ -39,8 +40,11 @@ Password = Annotated[
 # TODO(regflow#2): provider-specific logins are not modelled yet: ECR keys must be
 # traded for a short-lived token, Google keys sent as `_json_key`, GAR hosts derived
 # from a location. Until then every provider stores one username/secret pair.
-class Credentials(BaseModel):
+class Credentials(oci.Credentials):
     """A username and its secret, as the registry's login takes them.
+
+    The OCI client's credentials with the stored form's limits, so the pusher
+    hands them to :class:`regflow.oci.RegistryClient` as they are.
 
     The pair is generic on purpose: a password or personal access token for most
     registries, ``_json_key`` plus the JSON key file for Google, the access key id
