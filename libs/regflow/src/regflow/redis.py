@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from regflow.errors import TransientError
 
 
 class RedisKeys:
@@ -22,3 +30,17 @@ class RedisKeys:
 def create_redis(url: str) -> Redis:
     """A client for ``url``; values come back as bytes (callers decode JSON)."""
     return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+@asynccontextmanager
+async def redis_errors(action: str) -> AsyncIterator[None]:
+    """Raise TransientError (from the original) when Redis is unavailable.
+
+    ``action`` says what was being done, for the message: "recording image
+    metadata". Other Redis errors (a wrong type, a script error) are bugs and
+    pass through unchanged.
+    """
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OutOfMemoryError) as exc:
+        raise TransientError(f"Redis unavailable while {action}: {exc}") from exc

@@ -12,7 +12,6 @@ import time
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -22,7 +21,6 @@ from tenacity import (
 
 from pusher_svc.engine import CopyEngine, CopyReport
 from pusher_svc.settings import PusherSettings
-from regflow.errors import TransientError
 from regflow.events import (
     PUSH_RESULTS,
     FailureReason,
@@ -36,7 +34,7 @@ from regflow.events import (
 from regflow.kafka import Delivery, EventProducer
 from regflow.metrics import PushMetrics
 from regflow.oci import RegistryClient, RegistryError, TokenCache
-from regflow.redis import RedisKeys
+from regflow.redis import RedisKeys, redis_errors
 from regflow.registries import (
     CredentialsUnreadable,
     RegistryIntegration,
@@ -94,10 +92,8 @@ class PushHandler:
         with structlog.contextvars.bound_contextvars(
             push_id=command.push_id, registry=command.destination.registry
         ):
-            try:
+            async with redis_errors("looking up a finished push"):
                 stored = await self._redis.get(self._result_key(command.push_id))
-            except RedisError as exc:
-                raise TransientError(f"Redis unavailable: {exc}") from exc
             if stored is not None:
                 log.info("push already done; republishing its result")
                 await self._producer.publish(
@@ -201,11 +197,9 @@ class PushHandler:
         self, account_id: str, command: PushCommand, result: PushResultEvent
     ) -> None:
         outcome = result.data.outcome
-        try:
+        # An outage is retried by the runtime; the push itself is idempotent.
+        async with redis_errors("storing a push result"):
             await self._store_result(account_id, command, result, outcome)
-        except RedisError as exc:
-            # Retried by the runtime; the push itself is idempotent.
-            raise TransientError(f"Redis unavailable: {exc}") from exc
 
     async def _store_result(
         self,
@@ -242,5 +236,6 @@ def _succeeded(report: CopyReport, references: list[str]) -> PushSucceeded:
         bytes_moved=report.bytes_moved,
         blobs_copied=report.blobs_copied,
         blobs_skipped=report.blobs_skipped,
+        blobs_mounted=report.blobs_mounted,
         duration_seconds=report.duration,
     )

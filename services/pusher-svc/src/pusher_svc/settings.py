@@ -19,9 +19,12 @@ class PusherSettings(CommonSettings):
     source_password: SecretStr | None = None
     # Blob checks and transfers in flight per destination registry.
     blob_concurrency: int = Field(default=4, ge=1, le=64)
-    # Whole-push attempts when a registry fails transiently (5xx, 429, network).
-    push_attempts: int = Field(default=3, ge=1, le=10)
-    push_retry_initial_seconds: float = Field(default=1.0, gt=0)
+    # Whole-push attempts when a registry keeps failing transiently (5xx, 429,
+    # network). Each request is already retried by the client and each blob
+    # restarted by the engine; this outer loop rides out longer outages, so it
+    # is small and slow.
+    push_attempts: int = Field(default=2, ge=1, le=10)
+    push_retry_initial_seconds: float = Field(default=2.0, gt=0)
     # How long a finished push is remembered, so a redelivered command republishes
     # its result instead of pushing and counting again (seconds).
     result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)

@@ -73,6 +73,9 @@ class PushSucceeded(FrozenModel):
     bytes_moved: int = Field(ge=0, description="Blob bytes uploaded (skipped excluded)")
     blobs_copied: int = Field(ge=0)
     blobs_skipped: int = Field(ge=0)
+    blobs_mounted: int = Field(
+        default=0, ge=0, description="Blobs linked from another repository, not sent"
+    )
     duration_seconds: float = Field(ge=0)
 
 

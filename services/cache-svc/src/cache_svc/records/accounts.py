@@ -8,8 +8,8 @@ from redis.asyncio import Redis
 
 from cache_svc.records.layout import CacheKeys
 from cache_svc.records.model import decode_hash
-from cache_svc.records.redis_errors import redis_errors
 from regflow.events import RegistryChange
+from regflow.redis import redis_errors
 
 # KEYS[1]: the account hash. ARGV: version, caching registry ("" for none).
 # Applies only a newer version; returns 1 if applied.

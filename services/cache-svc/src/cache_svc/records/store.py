@@ -15,9 +15,9 @@ from redis.typing import EncodableT, FieldT
 
 from cache_svc.records.layout import CacheKeys, normalize_platform
 from cache_svc.records.model import REF_FIELD, decode_hash, to_millis
-from cache_svc.records.redis_errors import redis_errors
 from regflow.errors import TransientError
 from regflow.events import ImageRef, PushResult, PushSucceeded, StepCompleted
+from regflow.redis import redis_errors
 
 log = structlog.get_logger(__name__)
 

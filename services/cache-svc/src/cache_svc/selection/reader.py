@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 from cache_svc.records.accounts import AccountRegistryStore
 from cache_svc.records.layout import CacheKeys
 from cache_svc.records.model import ImageRecord, decode_hash, from_millis
-from cache_svc.records.redis_errors import redis_errors
 from cache_svc.selection.rule import IndexedImage, Recommendation, recommend
+from regflow.redis import redis_errors
 
 
 class RecommendationReader:

@@ -16,20 +16,14 @@ is kept after the last registry is deleted, so late redeliveries stay ignored.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from regflow.errors import TransientError
 from regflow.events import RegistryChange, RegistryView
-from regflow.redis import RedisKeys
+from regflow.redis import RedisKeys, redis_errors
 from resolver_svc.registries.model import AccountRegistries
 
 log = structlog.get_logger(__name__)
@@ -62,15 +56,6 @@ class ApplyOutcome:
 
     applied: bool
     previous_version: int
-
-
-@asynccontextmanager
-async def redis_errors(action: str) -> AsyncIterator[None]:
-    """Turn Redis outages into TransientError (the consumer retries them)."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OutOfMemoryError) as exc:
-        raise TransientError(f"Redis unavailable while {action}: {exc}") from exc
 
 
 class RegistryViewStore:

@@ -1,0 +1,1 @@
+"""Benchmarks: regflow measured against peer tools on real local infrastructure."""

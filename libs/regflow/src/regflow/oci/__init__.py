@@ -1,0 +1,75 @@
+"""regflow's OCI distribution client: registries, manifests, blobs, auth and errors."""
+
+from regflow.oci.auth import Challenge, Credentials, TokenCache, parse_challenges
+from regflow.oci.client import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_TIMEOUT,
+    BlobReader,
+    ManifestHead,
+    RegistryClient,
+    registry_api_host,
+)
+from regflow.oci.digest import digest_of, is_digest
+from regflow.oci.errors import (
+    InvalidManifestError,
+    RegistryAuthError,
+    RegistryDigestMismatchError,
+    RegistryError,
+    RegistryNameInvalidError,
+    RegistryNotFoundError,
+    RegistryRejectedError,
+    RegistryResponseError,
+    RegistryUnavailableError,
+    RegistryUnreachableError,
+)
+from regflow.oci.manifest import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    IMAGE_CONFIG_MEDIA_TYPES,
+    IMAGE_MANIFEST_MEDIA_TYPES,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Manifest,
+    Platform,
+)
+from regflow.oci.retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_TIMEOUT",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "IMAGE_CONFIG_MEDIA_TYPES",
+    "IMAGE_MANIFEST_MEDIA_TYPES",
+    "INDEX_MEDIA_TYPES",
+    "MANIFEST_MEDIA_TYPES",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+    "BlobReader",
+    "Challenge",
+    "Credentials",
+    "Descriptor",
+    "InvalidManifestError",
+    "Manifest",
+    "ManifestHead",
+    "Platform",
+    "RegistryAuthError",
+    "RegistryClient",
+    "RegistryDigestMismatchError",
+    "RegistryError",
+    "RegistryNameInvalidError",
+    "RegistryNotFoundError",
+    "RegistryRejectedError",
+    "RegistryResponseError",
+    "RegistryUnavailableError",
+    "RegistryUnreachableError",
+    "RetryPolicy",
+    "TokenCache",
+    "digest_of",
+    "is_digest",
+    "parse_challenges",
+    "registry_api_host",
+]
