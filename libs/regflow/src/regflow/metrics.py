@@ -50,6 +50,30 @@ class PushMetrics:
             )
             await pipe.execute()
 
+    async def record_push_once(
+        self,
+        push_id: str,
+        account_id: str,
+        registry: str | None,
+        *,
+        succeeded: bool,
+        bytes_moved: int = 0,
+        remember_seconds: int = 7 * 24 * 3600,
+    ) -> bool:
+        """Count a push unless ``push_id`` was counted before; True if counted.
+
+        For redelivered events: the id is remembered for ``remember_seconds``.
+        A crash between remembering and counting loses the count rather than
+        doubling it.
+        """
+        marker = self._keys.key("metrics", "counted", push_id)
+        if not await self._redis.set(marker, b"1", nx=True, ex=remember_seconds):
+            return False
+        await self.record_push(
+            account_id, registry, succeeded=succeeded, bytes_moved=bytes_moved
+        )
+        return True
+
     def queue_push(
         self,
         pipe: Pipeline,

@@ -21,20 +21,22 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response, status
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from regflow.errors import RegflowError
+from regflow.errors import ConfigurationError, RegflowError
 from regflow.events.topics import ALL_TOPICS
 from regflow.kafka.admin import ensure_topics
 from regflow.kafka.consumer import EventConsumer
 from regflow.kafka.delivery import ConsumerSpec
 from regflow.kafka.producer import EventProducer, KafkaEventProducer
+from regflow.logging import configure_logging
 from regflow.metrics import DeadLetterMetrics
 from regflow.redis import RedisKeys, create_redis
 from regflow.settings import CommonSettings
@@ -206,8 +208,12 @@ def _health_router() -> APIRouter:
     return router
 
 
-# Exit status when start-up failed (Redis or broker unreachable, bad settings).
+# Exit status when start-up failed (Redis or broker unreachable).
 STARTUP_FAILURE_EXIT_CODE = 3
+# Exit status when the settings are unusable; retrying will not help.
+CONFIGURATION_EXIT_CODE = 2
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
@@ -236,3 +242,38 @@ def run_service(app: FastAPI, settings: CommonSettings) -> None:
     server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE_EXIT_CODE)
+
+
+def serve(
+    name: str,
+    settings_type: type[SettingsT],
+    create_app: Callable[[SettingsT], FastAPI],
+) -> None:
+    """A service's ``main``: settings from the environment, logging, serve.
+
+    Unusable settings end the process with :data:`CONFIGURATION_EXIT_CODE` and
+    one line naming what is wrong, instead of a traceback.
+    """
+    try:
+        settings = settings_type()
+    except ValidationError as exc:
+        _refuse(name, _settings_problems(exc))
+    configure_logging(name, log_format=settings.log_format, level=settings.log_level)
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        _refuse(name, str(exc))
+    run_service(app, settings)
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        variable = "REGFLOW_" + "_".join(str(p) for p in error["loc"]).upper()
+        problems.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
+def _refuse(name: str, reason: str) -> NoReturn:
+    sys.stderr.write(f"{name}: configuration error: {reason}\n")
+    sys.exit(CONFIGURATION_EXIT_CODE)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from config_svc.app import SERVICE_NAME, create_app
 from config_svc.settings import ConfigSettings
-from regflow.logging import configure_logging
-from regflow.service import run_service
+from regflow.service import serve
 
 
 def main() -> None:
     """Read settings from the environment, configure logging, serve."""
-    settings = ConfigSettings()
-    configure_logging(
-        SERVICE_NAME, log_format=settings.log_format, level=settings.log_level
-    )
-    run_service(create_app(settings), settings)
+    serve(SERVICE_NAME, ConfigSettings, create_app)
 
 
 if __name__ == "__main__":

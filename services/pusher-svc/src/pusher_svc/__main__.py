@@ -1,18 +1,16 @@
-"""Run pusher-svc: ``python -m pusher_svc`` (configured by ``REGFLOW_*``)."""
+"""``python -m pusher_svc``: run the pusher until SIGTERM."""
+
+from __future__ import annotations
 
 from pusher_svc.app import create_app
+from pusher_svc.handler import SERVICE
 from pusher_svc.settings import PusherSettings
-from regflow.logging import configure_logging
-from regflow.service import run_service
+from regflow.service import serve
 
 
 def main() -> None:
-    """Start the service and serve until SIGTERM."""
-    settings = PusherSettings()
-    configure_logging(
-        "pusher-svc", log_format=settings.log_format, level=settings.log_level
-    )
-    run_service(create_app(settings), settings)
+    """Read settings from the environment, configure logging, serve."""
+    serve(SERVICE, PusherSettings, create_app)
 
 
 if __name__ == "__main__":

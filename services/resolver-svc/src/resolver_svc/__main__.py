@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from regflow.logging import configure_logging
-from regflow.service import run_service
+from regflow.service import serve
 from resolver_svc.app import create_app
 from resolver_svc.handler import SERVICE_NAME
 from resolver_svc.settings import ResolverSettings
@@ -11,11 +10,7 @@ from resolver_svc.settings import ResolverSettings
 
 def main() -> None:
     """Read settings from the environment, configure logging, serve."""
-    settings = ResolverSettings()
-    configure_logging(
-        SERVICE_NAME, log_format=settings.log_format, level=settings.log_level
-    )
-    run_service(create_app(settings), settings)
+    serve(SERVICE_NAME, ResolverSettings, create_app)
 
 
 if __name__ == "__main__":

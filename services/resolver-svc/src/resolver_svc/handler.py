@@ -19,6 +19,7 @@ from regflow.events import (
 )
 from regflow.kafka import Delivery, EventProducer
 from regflow.metrics import PushMetrics
+from regflow.redis import redis_errors
 from resolver_svc.registries import RegistryViewStore
 from resolver_svc.rules import (
     ResolutionError,
@@ -134,11 +135,10 @@ class ResolverHandlers:
                 ),
             )
             if self._metrics is not None:
-                # TODO(regflow#2): a redelivered step counts its failure again;
-                # counters would need a processed-id set to be exact.
-                await self._metrics.record_push(
-                    event.account_id, exc.registry, succeeded=False
-                )
+                async with redis_errors("counting an unresolved step"):
+                    await self._metrics.record_push_once(
+                        result.push_id, event.account_id, exc.registry, succeeded=False
+                    )
             log.debug(
                 "step unresolved",
                 step=step.step_name,

@@ -10,6 +10,7 @@ at the router).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import structlog
@@ -192,14 +193,7 @@ async def set_default_registry(
     correlation_id: CorrelationId = None,
 ) -> RegistrySelectionPublic:
     """Choose where pushes go that name no registry (``null``: nowhere)."""
-    try:
-        result = await store.set_default(
-            account_id, body.name, correlation_id=correlation_id
-        )
-    except RegistryNotFound as exc:
-        raise RegistryRuleViolation("name", str(exc)) from exc
-    publisher.after_response(result)
-    return _selection(result)
+    return await _select(store.set_default, account_id, body, publisher, correlation_id)
 
 
 @router.put("/caching")
@@ -212,10 +206,19 @@ async def set_caching_registry(
     correlation_id: CorrelationId = None,
 ) -> RegistrySelectionPublic:
     """Choose the registry build caches use (``null``: none; not Docker Hub)."""
+    return await _select(store.set_caching, account_id, body, publisher, correlation_id)
+
+
+async def _select(
+    setter: Callable[..., Awaitable[RegistryChangeResult]],
+    account_id: str,
+    body: RegistrySelection,
+    publisher: ChangePublisher,
+    correlation_id: str | None,
+) -> RegistrySelectionPublic:
+    """Set an account-wide choice; an unknown name is the body's fault (422)."""
     try:
-        result = await store.set_caching(
-            account_id, body.name, correlation_id=correlation_id
-        )
+        result = await setter(account_id, body.name, correlation_id=correlation_id)
     except RegistryNotFound as exc:
         raise RegistryRuleViolation("name", str(exc)) from exc
     publisher.after_response(result)
