@@ -95,6 +95,18 @@ def _max_rss_mib(usage: resource.struct_rusage) -> float:
     return usage.ru_maxrss / 1024
 
 
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident memory of ``pid`` so far (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 class SkopeoRunner:
     """Runs ``skopeo copy`` from the source registry, one process per copy."""
 
@@ -134,15 +146,19 @@ class SkopeoRunner:
         process = subprocess.Popen(  # noqa: S603 - argv built above, no shell
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        _, status, usage = os.wait4(process.pid, 0)
+        # rusage of a child is useless here: Linux carries the forking Python
+        # process's peak RSS across exec. VmHWM of the new image is skopeo's own.
+        peak_kib = 0
+        while process.poll() is None:
+            peak_kib = max(peak_kib, _vm_hwm_kib(process.pid))
+            time.sleep(0.005)
         elapsed = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         stderr = process.stderr.read().decode() if process.stderr else ""
         if process.stderr:
             process.stderr.close()
         if process.returncode != 0:
             raise RuntimeError(f"skopeo failed ({process.returncode}): {stderr}")
-        self.peak_rss_mib = max(self.peak_rss_mib, _max_rss_mib(usage))
+        self.peak_rss_mib = max(self.peak_rss_mib, peak_kib / 1024)
         return elapsed
 
 
