@@ -3,13 +3,14 @@
 Nothing starts unless a test asks for it: the broker and Redis once per
 session on first use, registries per test. Workdirs (logs, registry storage)
 live under pytest's ``tmp_path_factory`` so a failed run leaves them to read.
+Registries with ``auth: token`` trust the token server of ``tests.support``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import count
 from pathlib import Path
 from typing import Literal, Protocol
@@ -33,6 +34,7 @@ from deploy.stack import (
     start_broker,
     start_registry,
 )
+from tests.support.token_server import TokenServer, TokenUser
 
 RegistryAuth = Literal["none", "basic"] | BasicAuth | TokenAuth
 
@@ -47,10 +49,13 @@ class RegistryFactory(Protocol):
         ...
 
 
-class SeedImage(Protocol):
-    """Signature of the ``seed_image`` fixture."""
+class SeedImage:
+    """What the ``seed_image`` fixture gives: puts a built image into a registry."""
 
-    def __call__(
+    def __init__(self, image_cache: Path) -> None:
+        self._image_cache = image_cache
+
+    async def __call__(
         self,
         registry: Registry,
         repository: str,
@@ -60,9 +65,28 @@ class SeedImage(Protocol):
         *,
         seed: int = 0,
         creds: tuple[str, str] | None = None,
-    ) -> Awaitable[str]:
-        """Build and copy an image; the awaitable yields its manifest digest."""
-        ...
+    ) -> str:
+        """Build and copy an image; return its manifest digest."""
+        username, password = creds or (registry.username, registry.password)
+
+        def build_and_copy() -> str:
+            layout = cached_layout(
+                self._image_cache,
+                layer_sizes=layer_sizes,
+                platforms=platforms,
+                seed=seed,
+            )
+            return copy_to_registry(
+                layout,
+                CACHED_TAG,
+                registry.host,
+                repository,
+                username=username,
+                password=password,
+                dest_tag=tag,
+            )
+
+        return await asyncio.to_thread(build_and_copy)
 
 
 @pytest.fixture(scope="session")
@@ -166,33 +190,30 @@ def seed_image(_image_cache: Path) -> SeedImage:
     different ``seed`` for a different image. Uses the registry's basic
     credentials, or ``creds`` (e.g. for a token-auth registry).
     """
+    return SeedImage(_image_cache)
 
-    async def seed(
-        registry: Registry,
-        repository: str,
-        tag: str,
-        layer_sizes: LayerSizes = (1024,),
-        platforms: Sequence[Platform | str] | None = None,
-        *,
-        seed: int = 0,
-        creds: tuple[str, str] | None = None,
-    ) -> str:
-        username, password = creds or (registry.username, registry.password)
 
-        def build_and_copy() -> str:
-            layout = cached_layout(
-                _image_cache, layer_sizes=layer_sizes, platforms=platforms, seed=seed
-            )
-            return copy_to_registry(
-                layout,
-                CACHED_TAG,
-                registry.host,
-                repository,
-                username=username,
-                password=password,
-                dest_tag=tag,
-            )
+@pytest.fixture
+def token_server(tmp_path: Path) -> Iterator[TokenServer]:
+    """A running token server: alice may pull and push, bob may only pull.
 
-        return await asyncio.to_thread(build_and_copy)
+    Passwords are ``alice-pw`` and ``bob-pw``; every token request it answers
+    is in ``token_server.requests``.
+    """
+    server = TokenServer(
+        users={
+            "alice": TokenUser("alice-pw"),
+            "bob": TokenUser("bob-pw", frozenset({"pull"})),
+        },
+        workdir=tmp_path / "token-server",
+    )
+    with server.running():
+        yield server
 
-    return seed
+
+@pytest.fixture
+def token_registry(
+    registry_factory: RegistryFactory, token_server: TokenServer
+) -> Registry:
+    """A registry that trusts the ``token_server``'s JWTs (``auth: token``)."""
+    return registry_factory(token_server.registry_auth())

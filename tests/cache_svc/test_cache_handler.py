@@ -25,10 +25,9 @@ from regflow.events import (
     StepCompleted,
     StepCompletedEvent,
 )
-from regflow.kafka import Delivery, RecordingProducer
+from regflow.kafka import Delivery
 from regflow.redis import RedisKeys
-from regflow.service import ServiceContext
-from regflow.settings import CommonSettings
+from tests.support.service import recording_context
 
 pytestmark = pytest.mark.integration
 
@@ -157,13 +156,7 @@ async def test_consumer_specs(
     redis_client: redis.asyncio.Redis, redis_prefix: str
 ) -> None:
     """The app subscribes to three topics under the documented group ids."""
-    context = ServiceContext(
-        name="cache-svc",
-        settings=CommonSettings(),
-        redis=redis_client,
-        producer=RecordingProducer(),
-        keys=RedisKeys(redis_prefix),
-    )
+    context = recording_context("cache-svc", redis_client, redis_prefix)
     specs = consumer_specs(CacheSettings(), context)
     assert {(s.topic.name, s.group_id) for s in specs} == {
         (STEP_COMPLETED.name, "regflow-cache-steps"),

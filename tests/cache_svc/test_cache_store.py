@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio
 
 from cache_svc.records import AccountRegistryStore, CacheKeys, ImageStore
-from cache_svc.selection import Match, RecommendationReader
+from cache_svc.selection import Match, Recommendation, RecommendationReader
 from regflow.events import (
     BuildContext,
     Destination,
@@ -123,17 +123,23 @@ class Cache:
         self.reader = RecommendationReader(client, keys)
         self.accounts = AccountRegistryStore(client, keys)
 
-    async def recommend(
+    async def recommendation(
         self, branch: str | None, platform: str = AMD64, default_branch: str = "main"
-    ) -> list[tuple[Match, str]]:
-        """(match, digest) of each candidate."""
-        result = await self.reader.recommend(
+    ) -> Recommendation:
+        """The reader's recommendation for a build of REPO in ACCOUNT."""
+        return await self.reader.recommend(
             account_id=ACCOUNT,
             repository=REPO,
             platform=platform,
             branch=branch,
             default_branch=default_branch,
         )
+
+    async def recommend(
+        self, branch: str | None, platform: str = AMD64, default_branch: str = "main"
+    ) -> list[tuple[Match, str]]:
+        """(match, digest) of each candidate."""
+        result = await self.recommendation(branch, platform, default_branch)
         return [(c.match, c.digest) for c in result.candidates]
 
     async def snapshot(self) -> dict[str, Any]:
@@ -249,13 +255,7 @@ async def test_references_and_caching_registry(cache: Cache) -> None:
     await cache.store.record_build(ACCOUNT, build(1, "main"), at(0))
     await cache.store.record_push(ACCOUNT, pushed(1, "cache", ["main"]), at(1))
     await cache.store.record_push(ACCOUNT, pushed(1, "hub", ["main", "v1"]), at(2))
-    result = await cache.reader.recommend(
-        account_id=ACCOUNT,
-        repository=REPO,
-        platform=AMD64,
-        branch=None,
-        default_branch="main",
-    )
+    result = await cache.recommendation(None)
     assert result.references == ["hub.example.com/team/app:main"]
 
     change = RegistryChange(
@@ -268,13 +268,7 @@ async def test_references_and_caching_registry(cache: Cache) -> None:
     assert not await cache.accounts.apply(
         ACCOUNT, change.model_copy(update={"version": 2, "caching_registry": "hub"})
     )
-    result = await cache.reader.recommend(
-        account_id=ACCOUNT,
-        repository=REPO,
-        platform=AMD64,
-        branch=None,
-        default_branch="main",
-    )
+    result = await cache.recommendation(None)
     [candidate] = result.candidates
     assert [r.reference for r in candidate.references] == [
         "cache.example.com/team/app:main",
@@ -364,12 +358,6 @@ async def test_concurrent_writers_lose_nothing(cache: Cache) -> None:
         cache.store.record_build(ACCOUNT, build(1, "main", []), at(0)), *writes
     )
     assert all(results)
-    result = await cache.reader.recommend(
-        account_id=ACCOUNT,
-        repository=REPO,
-        platform=AMD64,
-        branch="main",
-        default_branch="main",
-    )
+    result = await cache.recommendation("main")
     [candidate] = result.candidates
     assert len(candidate.references) == 13  # twelve registries and the internal one

@@ -119,25 +119,15 @@ async def test_unsaved_settings_can_be_tested(
     open_registry = registry_factory("none")
     assert registry.password is not None
     leak_guard.add(registry.password)
-    good = await api.post(
-        f"{BASE}/test",
-        json={
-            "provider": "other",
-            "domain": registry.host,
-            "username": registry.username,
-            "password": registry.password,
-        },
-    )
+    unsaved = {
+        "provider": "other",
+        "domain": registry.host,
+        "username": registry.username,
+        "password": registry.password,
+    }
+    good = await api.post(f"{BASE}/test", json=unsaved)
     assert good.json()["ok"] is True
-    bad = await api.post(
-        f"{BASE}/test",
-        json={
-            "provider": "other",
-            "domain": registry.host,
-            "username": registry.username,
-            "password": "nope",
-        },
-    )
+    bad = await api.post(f"{BASE}/test", json={**unsaved, "password": "nope"})
     assert bad.json()["reason"] == "auth"
     anonymous = await api.post(
         f"{BASE}/test", json={"provider": "other", "domain": open_registry.host}

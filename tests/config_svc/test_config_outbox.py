@@ -74,6 +74,14 @@ async def _changes(store: RegistryStore, account: str, count: int) -> None:
         await store.create(account, name=f"r{i}", provider=Provider.QUAY)
 
 
+def _runtime(settings: ConfigSettings, **timings: float) -> ConfigRuntime:
+    """The app's runtime, its outbox timings replaced by ``timings``.
+
+    Its context is the ``context`` fixture: this test's Redis prefix and producer.
+    """
+    return ConfigRuntime.from_settings(settings.model_copy(update=timings))
+
+
 async def test_drain_publishes_in_order_and_empties_the_outbox(
     store: RegistryStore, redis_client: redis.asyncio.Redis, keys: RedisKeys
 ) -> None:
@@ -133,21 +141,13 @@ async def test_one_relay_at_a_time_across_instances(
 
 async def test_runtime_drains_leftovers_on_start_and_stops_cleanly(
     store: RegistryStore,
-    redis_client: redis.asyncio.Redis,
-    keys: RedisKeys,
-    redis_url: str,
+    settings: ConfigSettings,
+    producer: FlakyProducer,
+    context: ServiceContext,
 ) -> None:
     """Changes a crashed instance left unpublished go out when the next starts."""
     await _changes(store, "acme", 2)
-    settings = ConfigSettings(
-        redis_url=redis_url,
-        redis_prefix=keys.prefix,
-        secret_keys=SecretBox.generate_key(),
-        outbox_interval_seconds=0.05,
-    )
-    runtime = ConfigRuntime.from_settings(settings)
-    producer = FlakyProducer()
-    context = ServiceContext("config-svc", settings, redis_client, producer, keys)
+    runtime = _runtime(settings, outbox_interval_seconds=0.05)
     await runtime.start(context)
     try:
         async with asyncio.timeout(10):
@@ -157,7 +157,7 @@ async def test_runtime_drains_leftovers_on_start_and_stops_cleanly(
             await producer.wait_for(3)
     finally:
         await runtime.stop(context)
-    assert await redis_client.llen(outbox_key(keys)) == 0
+    assert await context.redis.llen(outbox_key(context.keys)) == 0
 
 
 async def test_writes_succeed_while_the_broker_is_down(
@@ -183,22 +183,14 @@ async def test_writes_succeed_while_the_broker_is_down(
 
 async def test_slow_broker_does_not_hold_the_publishing_step(
     store: RegistryStore,
-    redis_client: redis.asyncio.Redis,
-    keys: RedisKeys,
-    redis_url: str,
+    settings: ConfigSettings,
+    producer: FlakyProducer,
+    context: ServiceContext,
 ) -> None:
     """publish_pending gives up waiting after its timeout; the drain still ends."""
     await _changes(store, "acme", 1)
-    settings = ConfigSettings(
-        redis_url=redis_url,
-        redis_prefix=keys.prefix,
-        secret_keys=SecretBox.generate_key(),
-        outbox_publish_timeout_seconds=0.2,
-    )
-    runtime = ConfigRuntime.from_settings(settings)
-    producer = FlakyProducer()
+    runtime = _runtime(settings, outbox_publish_timeout_seconds=0.2)
     producer.gate.clear()
-    context = ServiceContext("config-svc", settings, redis_client, producer, keys)
     async with asyncio.timeout(5):
         await runtime.publish_pending(context)
     assert producer.published == []
@@ -206,7 +198,7 @@ async def test_slow_broker_does_not_hold_the_publishing_step(
     async with asyncio.timeout(5):
         await producer.wait_for(1)
     await runtime.stop(context)
-    assert await redis_client.llen(outbox_key(keys)) == 0
+    assert await context.redis.llen(outbox_key(context.keys)) == 0
 
 
 @pytest.mark.timeout(120)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import socket
@@ -13,15 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import jwt
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from deploy.stack import (
     REPO_ROOT,
@@ -34,6 +28,7 @@ from deploy.stack import (
     redis_answers,
     start_registry,
 )
+from tests.support.token_server import SigningIdentity
 
 if TYPE_CHECKING:
     from tests.conftest import RegistryFactory
@@ -132,42 +127,25 @@ def test_registry_without_auth_answers_anonymously(
     assert httpx.get(f"{registry.url}/v2/").status_code == 200
 
 
-def _signing_material(pem_path: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regflow test tokens")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key, cert
+def _signing_identity(pem_path: Path) -> SigningIdentity:
+    identity = SigningIdentity.generate("regflow test tokens")
+    pem_path.write_bytes(identity.cert_pem)
+    return identity
 
 
-def _token(key: rsa.RSAPrivateKey, cert: x509.Certificate, *, issuer: str) -> str:
+def _token(identity: SigningIdentity, *, issuer: str) -> str:
     now = int(dt.datetime.now(dt.UTC).timestamp())
-    claims = {
-        "iss": issuer,
-        "sub": "tester",
-        "aud": "regflow-registry",
-        "exp": now + 300,
-        "nbf": now - 10,
-        "iat": now,
-        "jti": uuid.uuid4().hex,
-        "access": [],
-    }
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return jwt.encode(
-        claims,
-        key,
-        algorithm="RS256",
-        headers={"x5c": [base64.b64encode(der).decode()]},
+    return identity.sign(
+        {
+            "iss": issuer,
+            "sub": "tester",
+            "aud": "regflow-registry",
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": [],
+        }
     )
 
 
@@ -175,7 +153,7 @@ def test_token_auth_registry_trusts_only_tokens_from_its_cert_bundle(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
     """The token config works: Bearer challenge, own tokens pass, others fail."""
-    key, cert = _signing_material(tmp_path / "token-ca.pem")
+    identity = _signing_identity(tmp_path / "token-ca.pem")
     auth = TokenAuth(
         realm="http://127.0.0.1:9/token",
         service="regflow-registry",
@@ -183,25 +161,20 @@ def test_token_auth_registry_trusts_only_tokens_from_its_cert_bundle(
         rootcertbundle_path=tmp_path / "token-ca.pem",
     )
     registry = registry_factory(auth)
-    stranger_key, stranger_cert = _signing_material(tmp_path / "stranger.pem")
+    stranger = _signing_identity(tmp_path / "stranger.pem")
     with httpx.Client(base_url=registry.url) as client:
         anonymous = client.get("/v2/")
         trusted = client.get(
             "/v2/",
-            headers={
-                "Authorization": f"Bearer {_token(key, cert, issuer=auth.issuer)}"
-            },
+            headers={"Authorization": f"Bearer {_token(identity, issuer=auth.issuer)}"},
         )
         wrong_issuer = client.get(
             "/v2/",
-            headers={"Authorization": f"Bearer {_token(key, cert, issuer='other')}"},
+            headers={"Authorization": f"Bearer {_token(identity, issuer='other')}"},
         )
         untrusted = client.get(
             "/v2/",
-            headers={
-                "Authorization": "Bearer "
-                + _token(stranger_key, stranger_cert, issuer=auth.issuer)
-            },
+            headers={"Authorization": "Bearer " + _token(stranger, issuer=auth.issuer)},
         )
     assert anonymous.status_code == 401
     challenge = anonymous.headers["www-authenticate"]

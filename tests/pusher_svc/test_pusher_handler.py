@@ -6,14 +6,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from deploy.scenario import wait_for_results
 from pusher_svc.handler import PushHandler
 from pusher_svc.settings import PusherSettings
 from regflow.events import (
-    PUSH_RESULTS,
     BuildContext,
     Destination,
     FailureReason,
@@ -54,30 +53,8 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[KafkaEventProducer]:
     await producer.stop()
 
 
-async def _results(bootstrap: str, push_id: str, count: int) -> list[PushResultEvent]:
-    consumer = AIOKafkaConsumer(
-        PUSH_RESULTS.name,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    found: list[PushResultEvent] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(found) < count:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    for record in records:
-                        event = PUSH_RESULTS.decode(record.value)
-                        if event.data.push_id == push_id:
-                            found.append(event)
-    finally:
-        await consumer.stop()
-    return found
-
-
 class World:
-    """A handler wired to a source registry, a destination and a store."""
+    """A handler wired to a source registry, a destination, a store and the broker."""
 
     def __init__(
         self,
@@ -86,7 +63,10 @@ class World:
         source: "Registry",
         dest: "Registry",
         producer: KafkaEventProducer,
+        *,
+        bootstrap: str,
     ) -> None:
+        self.bootstrap = bootstrap
         self.keys = RedisKeys(prefix)
         self.box = SecretBox([SecretBox.generate_key()])
         self.store = RegistryStore(redis, self.keys, self.box)
@@ -140,6 +120,27 @@ class World:
             ),
         )
 
+    async def results(
+        self, command: PushCommandEvent, count: int = 1
+    ) -> list[PushResultEvent]:
+        """The ``count`` results published for ``command`` (waits up to 30 s)."""
+        async with asyncio.timeout(30):
+            found = await wait_for_results(
+                self.bootstrap, command.correlation_id, count=count
+            )
+        assert all(r.data.push_id == command.data.push_id for r in found)
+        return found
+
+    async def handle_failing(
+        self, command: PushCommandEvent
+    ) -> tuple[PushResultEvent, PushFailed]:
+        """Handle ``command`` once; its one result, which must be a failure."""
+        await self.handler(command, DELIVERY)
+        [result] = await self.results(command)
+        outcome = result.data.outcome
+        assert isinstance(outcome, PushFailed)
+        return result, outcome
+
 
 @pytest.fixture
 async def world(
@@ -147,6 +148,7 @@ async def world(
     redis_prefix: str,
     registry_factory: "RegistryFactory",
     producer: KafkaEventProducer,
+    kafka_bootstrap: str,
 ) -> World:
     """Two registries, a store, and a handler."""
     return World(
@@ -155,11 +157,12 @@ async def world(
         registry_factory("none"),
         registry_factory("basic"),
         producer,
+        bootstrap=kafka_bootstrap,
     )
 
 
 async def test_push_publishes_success_and_counts_once_on_redelivery(
-    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+    world: World, seed_image: "SeedImage"
 ) -> None:
     """A redelivered command republishes the stored result; nothing counts twice."""
     digest = await seed_image(world.source, "builds/web", "b1", [4096, 8192])
@@ -169,7 +172,7 @@ async def test_push_publishes_success_and_counts_once_on_redelivery(
     await world.handler(command, DELIVERY)
     await world.handler(command, DELIVERY)
 
-    first, second = await _results(kafka_bootstrap, command.data.push_id, 2)
+    first, second = await world.results(command, 2)
     assert first == second  # the same event, id included: consumers can dedupe
     outcome = first.data.outcome
     assert isinstance(outcome, PushSucceeded)
@@ -185,18 +188,14 @@ async def test_push_publishes_success_and_counts_once_on_redelivery(
 
 
 async def test_rejected_credentials_give_an_auth_failure(
-    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+    world: World, seed_image: "SeedImage"
 ) -> None:
     """A wrong stored password ends in a failed result classified as auth."""
     digest = await seed_image(world.source, "builds/web", "b1")
     await world.connect(password="wrong")
     command = world.command(digest, ["v1"])
 
-    await world.handler(command, DELIVERY)
-
-    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
-    outcome = result.data.outcome
-    assert isinstance(outcome, PushFailed)
+    result, outcome = await world.handle_failing(command)
     assert outcome.reason is FailureReason.AUTH
     assert outcome.status_code == 401
     assert "wrong" not in result.to_bytes().decode()
@@ -204,38 +203,28 @@ async def test_rejected_credentials_give_an_auth_failure(
 
 
 async def test_deleted_registry_gives_an_unresolved_failure(
-    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+    world: World, seed_image: "SeedImage"
 ) -> None:
     """A command for an integration removed since it was resolved fails clearly."""
     digest = await seed_image(world.source, "builds/web", "b1")
     command = world.command(digest, ["v1"])
 
-    await world.handler(command, DELIVERY)
-
-    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
-    outcome = result.data.outcome
-    assert isinstance(outcome, PushFailed)
+    _, outcome = await world.handle_failing(command)
     assert outcome.reason is FailureReason.UNRESOLVED
     assert "production" in outcome.message
 
 
-async def test_missing_source_image_gives_not_found(
-    world: World, kafka_bootstrap: str
-) -> None:
+async def test_missing_source_image_gives_not_found(world: World) -> None:
     """A digest the internal registry does not hold is a not_found failure."""
     await world.connect()
     command = world.command("sha256:" + "0" * 64, ["v1"])
 
-    await world.handler(command, DELIVERY)
-
-    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
-    outcome = result.data.outcome
-    assert isinstance(outcome, PushFailed)
+    _, outcome = await world.handle_failing(command)
     assert outcome.reason is FailureReason.NOT_FOUND
 
 
 async def test_unreachable_registry_is_retried_then_fails_as_network(
-    world: World, seed_image: "SeedImage", kafka_bootstrap: str
+    world: World, seed_image: "SeedImage"
 ) -> None:
     """A destination that stopped answering yields a network failure after retries."""
     digest = await seed_image(world.source, "builds/web", "b1")
@@ -243,9 +232,5 @@ async def test_unreachable_registry_is_retried_then_fails_as_network(
     world.dest.stop()
     command = world.command(digest, ["v1"])
 
-    await world.handler(command, DELIVERY)
-
-    [result] = await _results(kafka_bootstrap, command.data.push_id, 1)
-    outcome = result.data.outcome
-    assert isinstance(outcome, PushFailed)
+    _, outcome = await world.handle_failing(command)
     assert outcome.reason is FailureReason.NETWORK

@@ -25,12 +25,11 @@ from regflow.events import (
 from regflow.kafka import Delivery, RecordingProducer
 from regflow.metrics import PushMetrics
 from regflow.redis import RedisKeys
-from regflow.service import ServiceContext
-from regflow.settings import CommonSettings
 from resolver_svc.app import consumer_specs
 from resolver_svc.handler import ResolverHandlers
 from resolver_svc.registries import RegistryViewStore
 from resolver_svc.settings import ResolverSettings
+from tests.support.service import recording_context
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +42,22 @@ class Harness:
     """Handlers wired to the test's Redis and a recording producer."""
 
     def __init__(self, redis_client: redis.asyncio.Redis, prefix: str) -> None:
-        keys = RedisKeys(prefix)
+        self.redis = redis_client
+        self.keys = RedisKeys(prefix)
         self.producer = RecordingProducer()
-        self.metrics = PushMetrics(redis_client, keys)
+        self.metrics = PushMetrics(redis_client, self.keys)
         self.handlers = ResolverHandlers(
-            registries=RegistryViewStore(redis_client, keys),
+            registries=RegistryViewStore(redis_client, self.keys),
             producer=self.producer,
             metrics=self.metrics,
+        )
+
+    def patient(self, grace_seconds: float) -> ResolverHandlers:
+        """Other handlers on the same Redis and producer, with a registry grace."""
+        return ResolverHandlers(
+            registries=RegistryViewStore(self.redis, self.keys),
+            producer=self.producer,
+            registry_grace_seconds=grace_seconds,
         )
 
     async def connect(self, name: str, version: int, *, default: str | None) -> None:
@@ -146,6 +154,18 @@ async def test_unknown_registry_becomes_failed_result(harness: Harness) -> None:
     assert counts["failed"] == 1
 
 
+async def test_redelivered_unresolved_step_counts_once(harness: Harness) -> None:
+    """A step redelivered after its failure republishes it but counts it once."""
+    await harness.connect("harbor", 1, default="harbor")
+    event = step_event(registry="quay")
+    await harness.handlers.step_completed(event, DELIVERY)
+    await harness.handlers.step_completed(event, DELIVERY)
+
+    first, second = harness.producer.events(PUSH_RESULTS)
+    assert first.data.push_id == second.data.push_id
+    assert (await harness.metrics.read(ACCOUNT, "quay"))["failed"] == 1
+
+
 async def test_registry_change_reaches_later_steps(harness: Harness) -> None:
     """A registry connected after a failure is used by the next step."""
     await harness.handlers.step_completed(step_event(), DELIVERY)
@@ -158,16 +178,9 @@ async def test_registry_change_reaches_later_steps(harness: Harness) -> None:
     assert command.data.destination.registry == "late"
 
 
-async def test_step_waits_for_a_registry_change_in_flight(
-    redis_client: redis.asyncio.Redis, redis_prefix: str
-) -> None:
+async def test_step_waits_for_a_registry_change_in_flight(harness: Harness) -> None:
     """A step that overtakes its registry's creation is resolved once it lands."""
-    harness = Harness(redis_client, redis_prefix)
-    patient = ResolverHandlers(
-        registries=RegistryViewStore(redis_client, RedisKeys(redis_prefix)),
-        producer=harness.producer,
-        registry_grace_seconds=10,
-    )
+    patient = harness.patient(grace_seconds=10)
 
     async def connect_soon() -> None:
         await asyncio.sleep(0.5)
@@ -180,17 +193,10 @@ async def test_step_waits_for_a_registry_change_in_flight(
     assert command.data.destination.registry == "fresh"
 
 
-async def test_grace_does_not_delay_other_problems(
-    redis_client: redis.asyncio.Redis, redis_prefix: str
-) -> None:
+async def test_grace_does_not_delay_other_problems(harness: Harness) -> None:
     """An undefined variable fails at once even with a long registry grace."""
-    harness = Harness(redis_client, redis_prefix)
     await harness.connect("harbor", 1, default="harbor")
-    patient = ResolverHandlers(
-        registries=RegistryViewStore(redis_client, RedisKeys(redis_prefix)),
-        producer=harness.producer,
-        registry_grace_seconds=60,
-    )
+    patient = harness.patient(grace_seconds=60)
     async with asyncio.timeout(5):
         await patient.step_completed(step_event(tag="${{NOPE}}"), DELIVERY)
     [result] = harness.producer.events(PUSH_RESULTS)
@@ -222,13 +228,7 @@ async def test_consumer_specs(
     redis_client: redis.asyncio.Redis, redis_prefix: str
 ) -> None:
     """The app subscribes to both topics under the documented group ids."""
-    context = ServiceContext(
-        name="resolver-svc",
-        settings=CommonSettings(),
-        redis=redis_client,
-        producer=RecordingProducer(),
-        keys=RedisKeys(redis_prefix),
-    )
+    context = recording_context("resolver-svc", redis_client, redis_prefix)
     specs = consumer_specs(ResolverSettings(), context)
     assert {(s.topic.name, s.group_id) for s in specs} == {
         (REGISTRY_CHANGES.name, "regflow-resolver-registries"),

@@ -92,39 +92,57 @@ class TokenRequest:
     status: int
 
 
-@dataclass
-class _SigningIdentity:
+@dataclass(frozen=True)
+class SigningIdentity:
+    """An RSA key and its self-signed certificate, which signs tokens (RS256).
+
+    A registry trusts the tokens when ``cert_pem`` is in its ``rootcertbundle``:
+    each token carries the certificate in its ``x5c`` header.
+    """
+
     key_pem: bytes
     cert_pem: bytes
     cert_der_b64: str
 
+    @classmethod
+    def generate(cls, common_name: str) -> SigningIdentity:
+        """A fresh 2048-bit key with a CA certificate valid from an hour ago."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.BasicConstraints(ca=True, path_length=None), critical=True
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cls(
+            key_pem=key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+            cert_der_b64=base64.b64encode(
+                cert.public_bytes(serialization.Encoding.DER)
+            ).decode(),
+        )
 
-def _make_identity(common_name: str) -> _SigningIdentity:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return _SigningIdentity(
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        cert_der_b64=base64.b64encode(
-            cert.public_bytes(serialization.Encoding.DER)
-        ).decode(),
-    )
+    def sign(self, claims: dict[str, Any]) -> str:
+        """The claims as a JWT signed with this key, the certificate in ``x5c``."""
+        return jwt.encode(
+            claims,
+            self.key_pem,
+            algorithm="RS256",
+            headers={"x5c": [self.cert_der_b64]},
+        )
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -155,7 +173,7 @@ class TokenServer:
     url: str = ""
 
     def __post_init__(self) -> None:
-        self._identity = _make_identity(self.issuer)
+        self._identity = SigningIdentity.generate(self.issuer)
         self.cert_path = self.workdir / "token-cert.pem"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cert_path.write_bytes(self._identity.cert_pem)
@@ -208,12 +226,7 @@ class TokenServer:
             "jti": uuid.uuid4().hex,
             "access": access,
         }
-        return jwt.encode(
-            claims,
-            self._identity.key_pem,
-            algorithm="RS256",
-            headers={"x5c": [self._identity.cert_der_b64]},
-        )
+        return self._identity.sign(claims)
 
     def _app(self) -> FastAPI:
         app = FastAPI()

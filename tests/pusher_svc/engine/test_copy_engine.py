@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pydantic import SecretStr
 
-from deploy.images import inspect_raw_async
 from deploy.stack import LOOPBACK, registry_answers, registry_binary, spawn
 from pusher_svc.engine import CopyEngine, CopyReport, copy_image
 from regflow.events import FailureReason
@@ -19,15 +16,14 @@ from regflow.oci import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
-    Credentials,
     Manifest,
     RegistryAuthError,
     RegistryClient,
     RegistryNameInvalidError,
     RegistryNotFoundError,
-    RetryPolicy,
     digest_of,
 )
+from tests.support.oci import client_for, digest_at, one_chunk
 
 if TYPE_CHECKING:
     from deploy.stack import Registry
@@ -38,37 +34,6 @@ pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
 
 
-def client_for(registry: Registry, password: str | None = None) -> RegistryClient:
-    """A client with the registry's credentials (or another password)."""
-    credentials = None
-    if registry.username is not None:
-        credentials = Credentials(
-            username=registry.username,
-            password=SecretStr(password or registry.password or ""),
-        )
-    return RegistryClient(
-        registry.host,
-        credentials=credentials,
-        insecure=True,
-        retry=RetryPolicy.no_retries(),
-    )
-
-
-def creds_of(registry: Registry) -> tuple[str, str] | None:
-    """The registry's basic credentials for skopeo, if it has any."""
-    if registry.username is None:
-        return None
-    return registry.username, registry.password or ""
-
-
-async def digest_at(registry: Registry, repository: str, reference: str) -> str:
-    """Digest of the manifest bytes at the reference, as skopeo reads them."""
-    raw = await inspect_raw_async(
-        registry.host, repository, reference, creds_of(registry)
-    )
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
 def blob_sizes(*manifests: Manifest) -> dict[str, int]:
     """Every distinct config and layer blob of the manifests, with its size."""
     sizes: dict[str, int] = {}
@@ -77,11 +42,6 @@ def blob_sizes(*manifests: Manifest) -> dict[str, int]:
         for descriptor in (manifest.config, *manifest.layers):
             sizes[descriptor.digest] = descriptor.size
     return sizes
-
-
-async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
-    """The data as a one-chunk stream."""
-    yield data
 
 
 async def put_blob(

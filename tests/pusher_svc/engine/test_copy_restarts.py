@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -9,18 +8,16 @@ from typing import TYPE_CHECKING
 import pytest
 from fastapi import FastAPI, Response
 from fastapi.responses import StreamingResponse
-from pydantic import SecretStr
 
-from deploy.images import inspect_raw_async
 from pusher_svc.engine import CopyEngine
 from regflow.oci import (
     OCI_MANIFEST,
-    Credentials,
     RegistryClient,
     RegistryUnreachableError,
     RetryPolicy,
     digest_of,
 )
+from tests.support.oci import client_for, digest_at
 from tests.support.token_server import serve_asgi
 
 if TYPE_CHECKING:
@@ -105,14 +102,7 @@ async def test_a_broken_download_restarts_the_blob(
     with serve_asgi(app) as source_url:
         async with (
             RegistryClient(source_url.removeprefix("http://"), insecure=True) as src,
-            RegistryClient(
-                dest.host,
-                insecure=True,
-                credentials=Credentials(
-                    username=dest.username or "",
-                    password=SecretStr(dest.password or ""),
-                ),
-            ) as dst,
+            client_for(dest) as dst,
         ):
             report = await engine.copy_image(
                 src, "ci/app", digest_of(MANIFEST), dst, "team/app", tags=["v1"]
@@ -121,10 +111,7 @@ async def test_a_broken_download_restarts_the_blob(
     assert sent == [len(LAYER) // 4, len(LAYER) // 4, len(LAYER)]
     assert report.blobs_copied == 2
     assert report.bytes_moved == len(LAYER) + len(CONFIG)
-    raw = await inspect_raw_async(
-        dest.host, "team/app", "v1", (dest.username or "", dest.password or "")
-    )
-    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest_of(MANIFEST)
+    assert await digest_at(dest, "team/app", "v1") == digest_of(MANIFEST)
 
 
 async def test_restarts_are_bounded(registry_factory: RegistryFactory) -> None:

@@ -28,29 +28,13 @@ from regflow.oci import (
     RetryPolicy,
     digest_of,
 )
+from tests.support.oci import client_for, creds_of
 from tests.support.token_server import serve_asgi
 
 if TYPE_CHECKING:
-    from deploy.stack import Registry
     from tests.conftest import RegistryFactory, SeedImage
 
 pytestmark = pytest.mark.integration
-
-
-def client_for(registry: Registry, password: str | None = None) -> RegistryClient:
-    """A client with the registry's own credentials (or another password)."""
-    credentials = None
-    if registry.username is not None:
-        credentials = Credentials(
-            username=registry.username,
-            password=SecretStr(password or registry.password or ""),
-        )
-    return RegistryClient(
-        registry.host,
-        credentials=credentials,
-        insecure=True,
-        retry=RetryPolicy.no_retries(),
-    )
 
 
 async def chunked(data: bytes, *sizes: int) -> AsyncIterator[bytes]:
@@ -98,7 +82,6 @@ async def test_manifest_by_tag_and_digest(
     """The bytes and digest we read are what skopeo reads; missing ones are 404s."""
     registry = registry_factory("basic")
     digest = await seed_image(registry, "team/app", "v1", layer_sizes=[4096])
-    creds = (registry.username or "", registry.password or "")
     async with client_for(registry) as client:
         by_tag = await client.get_manifest("team/app", "v1")
         by_digest = await client.get_manifest("team/app", digest)
@@ -107,7 +90,7 @@ async def test_manifest_by_tag_and_digest(
         assert by_tag.digest == digest
         assert by_tag.media_type == OCI_MANIFEST
         assert by_tag.raw == await inspect_raw_async(
-            registry.host, "team/app", "v1", creds
+            registry.host, "team/app", "v1", creds_of(registry)
         )
         assert by_digest == by_tag
         assert head is not None
