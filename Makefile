@@ -1,6 +1,7 @@
 # One command surface for people, .ci/run and the hooks.
 SHELL := /bin/bash
-UV ?= uv
+# setup.sh may have put uv in ~/.local/bin, which a fresh shell lacks on PATH.
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 
 .PHONY: help setup sync fmt lint typecheck check test test-unit test-integration demo stack-up stack-down bench clean

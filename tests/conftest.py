@@ -31,6 +31,7 @@ from deploy.stack import (
     Registry,
     TokenAuth,
     ensure_redis,
+    forget_prefix,
     start_broker,
     start_registry,
 )
@@ -123,13 +124,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix unique to this test; every key under it is deleted afterwards."""
     prefix = f"regflow-test-{uuid.uuid4().hex[:8]}"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    forget_prefix(redis_url, prefix)
 
 
 @pytest.fixture

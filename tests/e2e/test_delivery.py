@@ -22,7 +22,7 @@ from deploy.scenario import (
     wait_for_results,
 )
 from deploy.services import Fleet
-from deploy.stack import BasicAuth, Registry, start_registry
+from deploy.stack import BasicAuth, Registry, forget_prefix, start_registry
 from regflow.events import STEP_COMPLETED, PushFailed, PushFields, PushSucceeded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -80,10 +80,7 @@ def world(
     finally:
         external.stop()
         internal.stop()
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
-        client.close()
+        forget_prefix(redis_url, prefix)
 
 
 async def _deliver(

@@ -22,15 +22,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response, status
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from regflow.errors import ConfigurationError, RegflowError
+from regflow.errors import ConfigurationError, RegflowError, TransientError
 from regflow.events.topics import ALL_TOPICS
 from regflow.kafka.admin import ensure_topics
 from regflow.kafka.consumer import EventConsumer
@@ -190,14 +191,18 @@ def _health_router() -> APIRouter:
 
     @router.get("/ready")
     async def ready(request: Request, response: Response) -> dict[str, Any]:
-        """Ready when Redis answers and every consumer has joined its group."""
+        """Ready when Redis answers and every consumer has joined its group.
+
+        Joining takes a few seconds after start-up (the group's first
+        rebalance); events produced meanwhile wait in the topic, nothing is lost.
+        """
         context = get_context(request)
         checks: dict[str, bool] = {}
         try:
             checks["redis"] = bool(await context.redis.ping())
         except RedisError:
             checks["redis"] = False
-        checks["consumers"] = all(c.started for c in context.consumers) and not any(
+        checks["consumers"] = all(c.joined for c in context.consumers) and not any(
             t.done() for t in context.tasks
         )
         ok = all(checks.values())
@@ -249,21 +254,77 @@ def serve(
     settings_type: type[SettingsT],
     create_app: Callable[[SettingsT], FastAPI],
 ) -> None:
-    """A service's ``main``: settings from the environment, logging, serve.
+    """A service's ``main``: settings from the environment, checks, logging, serve.
 
-    Unusable settings end the process with :data:`CONFIGURATION_EXIT_CODE` and
-    one line naming what is wrong, instead of a traceback.
+    ``--help`` lists the environment variables and exits. Unusable settings end
+    the process with :data:`CONFIGURATION_EXIT_CODE`, an unreachable Redis or
+    broker with :data:`STARTUP_FAILURE_EXIT_CODE`, each with one line naming
+    what is wrong and which variable sets it, instead of a traceback.
     """
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        sys.stdout.write(_usage(name, settings_type))
+        return
     try:
         settings = settings_type()
     except ValidationError as exc:
-        _refuse(name, _settings_problems(exc))
+        _refuse(name, "configuration error", _settings_problems(exc))
     configure_logging(name, log_format=settings.log_format, level=settings.log_level)
     try:
         app = create_app(settings)
     except ConfigurationError as exc:
-        _refuse(name, str(exc))
+        _refuse(name, "configuration error", str(exc))
+    problem = asyncio.run(_preflight(settings))
+    if problem is not None:
+        _refuse(name, "cannot start", problem, STARTUP_FAILURE_EXIT_CODE)
     run_service(app, settings)
+
+
+async def _preflight(settings: CommonSettings) -> str | None:
+    """Why the service cannot start, checked before serving; None if it can."""
+    redis = create_redis(settings.redis_url)
+    try:
+        await redis.ping()
+    except RedisError as exc:
+        return (
+            f"Redis at {_without_password(settings.redis_url)} (REGFLOW_REDIS_URL) "
+            f"does not answer: {exc}"
+        )
+    finally:
+        await redis.aclose()
+    try:
+        await ensure_topics(settings, ALL_TOPICS)
+    except TransientError as exc:
+        return (
+            f"Kafka at {settings.kafka_bootstrap_servers} "
+            f"(REGFLOW_KAFKA_BOOTSTRAP_SERVERS) does not answer: {exc}"
+        )
+    return None
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _usage(name: str, settings_type: type[CommonSettings]) -> str:
+    lines = [
+        f"usage: python -m {name.replace('-', '_')}  (or regflow-{name})",
+        "",
+        f"Runs {name} until SIGTERM. Configured by environment variables:",
+    ]
+    for field_name, info in settings_type.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = f"default {default!r}"
+        if isinstance(default, SecretStr):
+            shown = "required" if not default.get_secret_value() else "(secret)"
+        lines.append(f"  REGFLOW_{field_name.upper():<34} {shown}")
+    return "\n".join(lines) + "\n"
 
 
 def _settings_problems(exc: ValidationError) -> str:
@@ -274,6 +335,8 @@ def _settings_problems(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _refuse(name: str, reason: str) -> NoReturn:
-    sys.stderr.write(f"{name}: configuration error: {reason}\n")
-    sys.exit(CONFIGURATION_EXIT_CODE)
+def _refuse(
+    name: str, what: str, reason: str, status: int = CONFIGURATION_EXIT_CODE
+) -> NoReturn:
+    sys.stderr.write(f"{name}: {what}: {reason}\n")
+    sys.exit(status)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,13 @@ class CommonSettings(BaseSettings):
     # Registry hosts spoken to over plain HTTP instead of HTTPS, like Docker's
     # insecure-registries list. Comma-separated ``host[:port]`` values.
     insecure_registries: str = ""
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     def insecure_registry_hosts(self) -> frozenset[str]:
         """The hosts in ``insecure_registries`` as a set."""

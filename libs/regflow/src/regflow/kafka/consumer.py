@@ -86,6 +86,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions revoked", partitions=_names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Also with an empty assignment: the member joined, it just has nothing
+        # to read while the group has more members than partitions.
+        self._owner.joined = True
         log.info("partitions assigned", partitions=_names(assigned))
 
 
@@ -126,6 +129,8 @@ class EventConsumer(Generic[E]):
         self._done: dict[TopicPartition, int] = {}
         self.last_poll = time.monotonic()
         self.started = False
+        # Set once the group gave this member its (possibly empty) assignment.
+        self.joined = False
 
     async def start(self) -> None:
         """Join the group; raises TransientError when the broker cannot be reached."""
