@@ -103,6 +103,63 @@ async def test_add_list_show_update_remove(base_url: str) -> None:
         assert PASSWORD not in _output(result)
 
 
+async def test_update_of_domain_asks_for_the_password_again(base_url: str) -> None:
+    """`update --domain` of a registry with credentials needs the password again."""
+    added = await _run(
+        base_url,
+        "registries",
+        "add",
+        "prod",
+        "--provider",
+        "other",
+        "--domain",
+        "registry.example.com",
+        "--username",
+        "bot",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
+    assert added.exit_code == 0, _output(added)
+    refused = await _run(
+        base_url, "registries", "update", "prod", "--domain", "new.example.com"
+    )
+    assert refused.exit_code == 1
+    assert "error: password: the stored password was given for" in refused.stderr
+    assert "hint: a new --domain or --provider needs the password again" in (
+        refused.stderr
+    )
+    assert "--password-stdin" in refused.stderr
+    assert "--no-credentials" in refused.stderr
+    help_text = (await _run(base_url, "registries", "update", "--help")).stdout
+    assert "needs the password again" in " ".join(help_text.split())
+
+    moved = await _run(
+        base_url,
+        "registries",
+        "update",
+        "prod",
+        "--domain",
+        "new.example.com",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
+    assert moved.exit_code == 0, _output(moved)
+    assert "new.example.com" in moved.stdout
+    cleared = await _run(
+        base_url,
+        "registries",
+        "update",
+        "prod",
+        "--domain",
+        "other.example.com",
+        "--no-credentials",
+    )
+    assert cleared.exit_code == 0, _output(cleared)
+    assert "credentials:       none" in cleared.stdout
+    for result in (added, refused, moved, cleared):
+        assert PASSWORD not in _output(result)
+
+
 async def test_password_prompt_is_hidden(base_url: str) -> None:
     """With --username and no --password-stdin, the password is asked for, unechoed."""
     result = await _run(

@@ -85,12 +85,35 @@ async def test_unknown_registry_is_404(api: httpx.AsyncClient) -> None:
         assert "no registry named 'nope'" in response.json()["detail"]
 
 
-async def test_duplicate_name_is_409(api: httpx.AsyncClient) -> None:
-    """A second registry with a taken name is a conflict."""
+async def test_duplicate_name_is_409_in_the_field_error_shape(
+    api: httpx.AsyncClient,
+) -> None:
+    """A taken name is a conflict, reported as a list naming body.name."""
     assert (await api.post(BASE, json=_body())).status_code == 201
     response = await api.post(BASE, json=_body(domain="quay.io"))
     assert response.status_code == 409
-    assert "already has a registry named 'prod'" in response.json()["detail"]
+    [error] = response.json()["detail"]
+    assert error["type"] == "registry_exists"
+    assert error["loc"] == ["body", "name"]
+    assert "already has a registry named 'prod'" in error["msg"]
+
+
+async def test_names_are_unique_regardless_of_case(api: httpx.AsyncClient) -> None:
+    """'EXT' is refused next to 'ext'; names keep their case; lookups are exact."""
+    assert (await api.post(BASE, json=_body(name="Ext"))).status_code == 201
+    for taken in ("ext", "EXT"):
+        response = await api.post(BASE, json=_body(name=taken))
+        assert response.status_code == 409, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body", "name"]
+        assert "named 'Ext'" in error["msg"]
+        assert "regardless of case" in error["msg"]
+    listing = (await api.get(BASE)).json()
+    assert [r["name"] for r in listing["registries"]] == ["Ext"]
+    assert (await api.get(f"{BASE}/Ext")).status_code == 200
+    missed = await api.get(f"{BASE}/ext")
+    assert missed.status_code == 404
+    assert "did you mean 'Ext'?" in missed.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -111,6 +134,11 @@ async def test_duplicate_name_is_409(api: httpx.AsyncClient) -> None:
             ["body", "repository_prefix"],
         ),
         ({"provider": "ecr", "domain": None}, ["body", "domain"]),
+        (
+            {"domain": "Index.Docker.io:443", "repository_prefix": "a/b"},
+            ["body", "repository_prefix"],
+        ),
+        ({"password": ""}, ["body", "password"]),
         ({"is_default": True}, ["body", "is_default"]),
     ],
 )
@@ -163,10 +191,30 @@ async def test_rejected_passwords_are_not_echoed(
     assert leak_guard.checked == 4
 
 
+async def test_messages_say_what_is_wrong_in_plain_words(
+    api: httpx.AsyncClient,
+) -> None:
+    """No "a other"/"a ecr" article, and an empty password says just that."""
+    for provider in ("other", "ecr"):
+        response = await api.post(BASE, json=_body(provider=provider, domain=None))
+        [error] = response.json()["detail"]
+        assert error["msg"] == (
+            f"provider '{provider}' has no default domain: give the registry's "
+            "host[:port]"
+        )
+    empty = await api.post(BASE, json=_body(password=""))
+    [error] = empty.json()["detail"]
+    assert error["loc"] == ["body", "password"]
+    assert error["msg"].endswith("password must not be empty")
+    assert "item" not in error["msg"]
+
+
 async def test_patch_changes_only_given_fields(api: httpx.AsyncClient) -> None:
     """PATCH keeps omitted fields (the password too); null clears optional ones."""
     await api.post(BASE, json=_body())
-    response = await api.patch(f"{BASE}/prod", json={"domain": "quay.io"})
+    response = await api.patch(
+        f"{BASE}/prod", json={"domain": "quay.io", "password": PASSWORD}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["domain"], body["repository_prefix"], body["username"]) == (
@@ -198,6 +246,66 @@ async def test_invalid_patch_is_422_naming_the_field(api: httpx.AsyncClient) -> 
     )
     assert ["body", "provider"] in _loc(
         await api.patch(f"{BASE}/prod", json={"provider": None})
+    )
+
+
+async def test_domain_change_needs_the_password_again(
+    api: httpx.AsyncClient,
+) -> None:
+    """The stored password never follows a new domain or provider to test/push."""
+    await api.post(BASE, json=_body())
+    for change in ({"domain": "evil.example.com"}, {"provider": "quay"}):
+        for extra in ({}, {"username": "bot"}):
+            response = await api.patch(f"{BASE}/prod", json=change | extra)
+            assert _loc(response) == [["body", "password"]], change | extra
+            message = response.json()["detail"][0]["msg"]
+            assert "password again" in message
+            assert "registry.example.com:5000" in message
+    stored = (await api.get(f"{BASE}/prod")).json()
+    assert (stored["domain"], stored["provider"]) == (
+        "registry.example.com:5000",
+        "other",
+    )
+
+    same_host = await api.patch(
+        f"{BASE}/prod", json={"domain": "REGISTRY.example.com:5000"}
+    )
+    assert same_host.status_code == 200, same_host.text
+    moved = await api.patch(
+        f"{BASE}/prod", json={"domain": "new.example.com", "password": PASSWORD}
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["domain"], moved.json()["username"]) == (
+        "new.example.com",
+        "bot",
+    )
+    cleared = await api.patch(
+        f"{BASE}/prod",
+        json={"domain": "other.example.com", "username": None, "password": None},
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["has_credentials"] is False
+    anonymous = await api.patch(f"{BASE}/prod", json={"domain": "quay.io"})
+    assert anonymous.status_code == 200, anonymous.text
+
+
+async def test_docker_hub_by_domain_cannot_cache(api: httpx.AsyncClient) -> None:
+    """Provider other on a Docker Hub host is Docker Hub for the caching rule."""
+    hub = _body(
+        name="hub", domain="Registry-1.Docker.io:443", username=None, password=None
+    )
+    assert (await api.post(BASE, json=hub)).status_code == 201
+    refused = await api.put(f"{BASE}/caching", json={"name": "hub"})
+    assert _loc(refused) == [["body", "name"]]
+    assert "Docker Hub" in refused.json()["detail"][0]["msg"]
+
+    await api.post(BASE, json=_body(name="cache", username=None, password=None))
+    assert (await api.put(f"{BASE}/caching", json={"name": "cache"})).status_code == 200
+    moved = await api.patch(f"{BASE}/cache", json={"domain": "index.docker.io"})
+    assert _loc(moved) == [["body", "domain"]]
+    assert "caching registry" in moved.json()["detail"][0]["msg"]
+    assert (await api.get(f"{BASE}/cache")).json()["domain"] == (
+        "registry.example.com:5000"
     )
 
 

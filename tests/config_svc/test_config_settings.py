@@ -17,7 +17,7 @@ def test_missing_secret_keys_refuse_to_start(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValidationError) as caught:
         ConfigSettings()
     assert "REGFLOW_SECRET_KEYS is required" in str(caught.value)
-    assert "python -m regflow.registries.crypto" in str(caught.value)
+    assert "`python -m regflow.registries`" in str(caught.value)
 
 
 def test_invalid_secret_key_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:

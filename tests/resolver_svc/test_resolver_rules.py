@@ -459,3 +459,13 @@ class TestUnresolvedResult:
         first = unresolved_result(s, failure(s), step_event_id=EVENT_ID)
         again = unresolved_result(s, failure(s), step_event_id=EVENT_ID)
         assert first.push_id == again.push_id
+
+    @pytest.mark.parametrize("domain", ["index.docker.io", "REGISTRY-1.docker.io:443"])
+    def test_other_provider_on_a_docker_hub_host_gets_the_same_rule(
+        self, domain: str
+    ) -> None:
+        """Docker Hub is recognised by its host too, not only by provider."""
+        disguised = RegistryView(name="dh", provider=Provider.OTHER, domain=domain)
+        error = failure(step(registry="dh", image_name="demo"), registries(disguised))
+        assert error.problem is ResolutionProblem.INVALID_NAME
+        assert "namespace/name" in error.message

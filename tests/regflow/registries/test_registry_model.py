@@ -56,6 +56,10 @@ def test_credentials_refuse_what_basic_auth_cannot_carry() -> None:
     with pytest.raises(RegistryRuleViolation) as empty:
         credentials_from("bot", "")
     assert empty.value.field == "password"
+    assert empty.value.message == "password must not be empty"
+    with pytest.raises(RegistryRuleViolation) as long:
+        credentials_from("bot", "x" * 16385)
+    assert long.value.message == "password is longer than 16384 characters"
 
 
 def test_secrets_stay_out_of_repr_and_dumps() -> None:

@@ -8,6 +8,7 @@ from regflow.registries import RegistryRuleViolation
 from regflow.registries.rules import (
     RegistryName,
     check_provider_rules,
+    is_docker_hub,
     normalize_domain,
     normalize_repository_prefix,
     resolve_domain,
@@ -136,6 +137,44 @@ def test_public_hosts_are_defaults_and_others_need_a_domain() -> None:
         with pytest.raises(RegistryRuleViolation) as caught:
             resolve_domain(provider, None)
         assert caught.value.field == "domain"
+        assert caught.value.message.startswith(f"provider '{provider.value}' has no")
+        assert " a other " not in caught.value.message
+        assert " a ecr " not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "docker.io",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "registry.hub.docker.com",
+        "DOCKER.IO",
+        "Index.Docker.IO:443",
+        "registry.hub.docker.com:443",
+    ],
+)
+def test_docker_hub_hosts_are_docker_hub_whatever_the_provider(domain: str) -> None:
+    """Any provider on a Docker Hub host (any case, :443 or not) is Docker Hub."""
+    assert is_docker_hub(Provider.OTHER, domain)
+    assert is_docker_hub(Provider.QUAY, domain)
+    assert resolve_domain(Provider.DOCKERHUB, domain) == "docker.io"
+
+
+@pytest.mark.parametrize(
+    ("provider", "domain"),
+    [
+        (Provider.OTHER, "ghcr.io"),
+        (Provider.OTHER, "docker.io:5000"),
+        (Provider.OTHER, "mirror.docker.io.example.com"),
+        (Provider.OTHER, None),
+        (Provider.GHCR, None),
+    ],
+)
+def test_other_hosts_are_not_docker_hub(provider: Provider, domain: str | None) -> None:
+    """Another host or port is not Docker Hub; provider dockerhub always is."""
+    assert not is_docker_hub(provider, domain)
+    assert is_docker_hub(Provider.DOCKERHUB, domain)
 
 
 def test_docker_hub_prefix_is_one_namespace() -> None:
@@ -145,6 +184,10 @@ def test_docker_hub_prefix_is_one_namespace() -> None:
         check_provider_rules(Provider.DOCKERHUB, "docker.io", "acme/team")
     assert caught.value.field == "repository_prefix"
     check_provider_rules(Provider.OTHER, "ghcr.io", "acme/team")
+    with pytest.raises(RegistryRuleViolation) as by_domain:
+        check_provider_rules(Provider.OTHER, "index.docker.io:443", "acme/team")
+    assert by_domain.value.field == "repository_prefix"
+    check_provider_rules(Provider.OTHER, "index.docker.io", "acme")
 
 
 def test_docker_hub_cannot_be_the_caching_registry() -> None:
@@ -153,3 +196,9 @@ def test_docker_hub_cannot_be_the_caching_registry() -> None:
         check_provider_rules(Provider.DOCKERHUB, "docker.io", None, is_caching=True)
     assert caught.value.field == "provider"
     check_provider_rules(Provider.OTHER, "ghcr.io", None, is_caching=True)
+    with pytest.raises(RegistryRuleViolation) as by_domain:
+        check_provider_rules(
+            Provider.OTHER, "registry-1.docker.io", None, is_caching=True
+        )
+    assert by_domain.value.field == "domain"
+    assert "Docker Hub" in by_domain.value.message

@@ -152,6 +152,44 @@ async def test_names_are_unique_per_account(store: RegistryStore) -> None:
     await store.create("other", name="prod", provider=Provider.QUAY)
 
 
+async def test_names_are_unique_regardless_of_case(store: RegistryStore) -> None:
+    """'EXT' cannot join 'ext'; the name keeps its case; lookups stay exact."""
+    await _create(store, "ext")
+    with pytest.raises(RegistryAlreadyExists) as caught:
+        await _create(store, "EXT", domain="quay.io")
+    assert (caught.value.name, caught.value.existing) == ("EXT", "ext")
+    assert "named 'ext'" in str(caught.value)
+    await _create(store, "Mixed.Case")
+    assert [r.name for r in await store.list(ACCOUNT)] == ["Mixed.Case", "ext"]
+    for miss in (
+        store.get(ACCOUNT, "EXT"),
+        store.update(ACCOUNT, "EXT", RegistryPatch(repository_prefix="x")),
+        store.delete(ACCOUNT, "mixed.case"),
+        store.set_default(ACCOUNT, "Ext"),
+    ):
+        with pytest.raises(RegistryNotFound) as missed:
+            await miss
+        assert missed.value.similar is not None
+        assert f"did you mean {missed.value.similar!r}" in str(missed.value)
+    with pytest.raises(RegistryNotFound) as unrelated:
+        await store.get(ACCOUNT, "nothing-like-it")
+    assert unrelated.value.similar is None
+
+
+async def test_concurrent_creates_differing_in_case_have_one_winner(
+    store: RegistryStore,
+) -> None:
+    """Racing creates of 'ext', 'EXT', 'Ext'...: exactly one is stored."""
+    names = ["ext", "EXT", "Ext", "eXt", "exT", "EXt"]
+    results = await asyncio.gather(
+        *(_create(store, name) for name in names), return_exceptions=True
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == len(names) - 1
+    assert all(isinstance(f, RegistryAlreadyExists) for f in failures)
+    assert len(await store.list(ACCOUNT)) == 1
+
+
 async def test_concurrent_creates_of_one_name_have_one_winner(
     store: RegistryStore, redis_client: redis.asyncio.Redis
 ) -> None:
@@ -185,6 +223,10 @@ async def test_rule_violations_name_the_field_and_write_nothing(
             "repository_prefix",
         ),
         ({"provider": Provider.ECR, "domain": None}, "domain"),
+        (
+            {"domain": "INDEX.docker.io:443", "repository_prefix": "a/b"},
+            "repository_prefix",
+        ),
     ]
     for fields, field in cases:
         name = str(fields.pop("name", "ok"))
@@ -215,7 +257,9 @@ async def test_partial_update_changes_only_given_fields(store: RegistryStore) ->
         repository_prefix="team",
         credentials=credentials_from("bot", PASSWORD),
     )
-    result = await store.update(ACCOUNT, "prod", RegistryPatch(domain="quay.io"))
+    result = await store.update(
+        ACCOUNT, "prod", RegistryPatch(domain="quay.io", password=SecretStr(PASSWORD))
+    )
     assert result.version == 2
     got = await store.get(ACCOUNT, "prod")
     assert got.domain == "quay.io"
@@ -268,6 +312,86 @@ async def test_update_checks_the_merged_integration(store: RegistryStore) -> Non
     assert hub.value.field == "provider"
     with pytest.raises(RegistryNotFound):
         await store.update(ACCOUNT, "missing", RegistryPatch(domain="quay.io"))
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        RegistryPatch(domain="attacker.example.com"),
+        RegistryPatch(domain="attacker.example.com", username="bot"),
+        RegistryPatch(provider=Provider.QUAY),
+        RegistryPatch(provider=Provider.DOCKERHUB),
+        RegistryPatch(provider=Provider.GHCR, domain=None),
+    ],
+)
+async def test_stored_credentials_never_follow_a_move(
+    store: RegistryStore, redis_client: redis.asyncio.Redis, patch: RegistryPatch
+) -> None:
+    """A new domain or provider without the password is refused on password."""
+    await _create(store, "prod", credentials=credentials_from("bot", PASSWORD))
+    with pytest.raises(RegistryRuleViolation) as caught:
+        await store.update(ACCOUNT, "prod", patch)
+    assert caught.value.field == "password"
+    assert "password again" in caught.value.message
+    assert "username and password both null" in caught.value.message
+    got = await store.get(ACCOUNT, "prod")
+    assert (got.provider, got.domain) == (Provider.OTHER, "ghcr.io")
+    assert len(await _outbox(redis_client, store)) == 1
+
+
+async def test_moves_with_new_or_removed_credentials_are_allowed(
+    store: RegistryStore,
+) -> None:
+    """Giving the password again or clearing credentials lets the move through."""
+    await _create(store, "prod", credentials=credentials_from("bot", PASSWORD))
+    await store.update(
+        ACCOUNT,
+        "prod",
+        RegistryPatch(domain="new.example.com", password=SecretStr("new-secret")),
+    )
+    got = await store.get(ACCOUNT, "prod")
+    assert got.domain == "new.example.com"
+    assert got.credentials == credentials_from("bot", "new-secret")
+    await store.update(
+        ACCOUNT,
+        "prod",
+        RegistryPatch(provider=Provider.QUAY, username=None, password=None),
+    )
+    got = await store.get(ACCOUNT, "prod")
+    assert (got.provider, got.credentials) == (Provider.QUAY, None)
+
+
+async def test_docker_hub_host_names_count_as_one_host(store: RegistryStore) -> None:
+    """Moving between Docker Hub's own host names keeps the credentials."""
+    await _create(
+        store,
+        "hub",
+        domain="index.docker.io",
+        credentials=credentials_from("bot", PASSWORD),
+    )
+    await store.update(ACCOUNT, "hub", RegistryPatch(domain="registry-1.docker.io"))
+    got = await store.get(ACCOUNT, "hub")
+    assert got.domain == "registry-1.docker.io"
+    assert got.credentials is not None
+
+
+async def test_docker_hub_by_domain_is_never_the_caching_registry(
+    store: RegistryStore,
+) -> None:
+    """Provider other on a Docker Hub host cannot cache, nor move there caching."""
+    for host in ("docker.io", "Index.Docker.io", "registry.hub.docker.com:443"):
+        name = f"hub-{len(host)}"
+        await _create(store, name, domain=host)
+        with pytest.raises(RegistryRuleViolation) as caught:
+            await store.set_caching(ACCOUNT, name)
+        assert caught.value.field == "name"
+        assert "Docker Hub" in caught.value.message
+    await _create(store, "cache")
+    await store.set_caching(ACCOUNT, "cache")
+    with pytest.raises(RegistryRuleViolation) as moved:
+        await store.update(ACCOUNT, "cache", RegistryPatch(domain="DOCKER.IO:443"))
+    assert moved.value.field == "domain"
+    assert (await store.get(ACCOUNT, "cache")).domain == "ghcr.io"
 
 
 async def test_switching_to_docker_hub_brings_its_domain(store: RegistryStore) -> None:

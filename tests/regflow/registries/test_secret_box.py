@@ -1,5 +1,8 @@
 """SecretBox: Fernet encryption of stored credentials, with key rotation."""
 
+import subprocess
+import sys
+
 import pytest
 from pydantic import SecretStr
 
@@ -8,8 +11,8 @@ from regflow.registries import (
     SecretBox,
     SecretDecryptionError,
     SecretKeyError,
-    crypto,
 )
+from regflow.registries import __main__ as key_command
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +67,40 @@ def test_bad_key_error_names_the_position_not_the_value() -> None:
 
 
 def test_key_generator_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m regflow.registries.crypto`` prints a key SecretBox accepts."""
-    crypto.main()
+    """``python -m regflow.registries`` prints a key SecretBox accepts."""
+    assert key_command.main([]) == 0
     key = capsys.readouterr().out.strip()
     assert SecretBox.from_setting(key).decrypt(SecretBox([key]).encrypt(b"x")) == b"x"
+
+
+def test_key_generator_help_and_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--help prints one usage line and no key; anything else is a usage error."""
+    assert key_command.main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert help_text.count("\n") == 1
+    assert help_text.startswith("usage: python -m regflow.registries")
+    assert key_command.main(["--bogus"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("usage:")
+
+
+@pytest.mark.parametrize("args", [[], ["--help"]])
+def test_key_command_runs_without_warnings(args: list[str]) -> None:
+    """Run as a module with warnings as errors: exit 0, nothing on stderr."""
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "regflow.registries", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (completed.returncode, completed.stderr) == (0, "")
+    lines = completed.stdout.splitlines()
+    assert len(lines) == 1
+    if args:
+        assert lines[0].startswith("usage: python -m regflow.registries")
+    else:
+        SecretBox([lines[0]])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -23,6 +24,12 @@ from regflow.events import Provider
 DEFAULT_URL = "http://127.0.0.1:8081"
 # Timeout of one API call (seconds); a connection test may take a while.
 REQUEST_TIMEOUT = 60.0
+# What `update` adds when the API refuses to move stored credentials.
+MOVE_CREDENTIALS_HINT = (
+    "a new --domain or --provider needs the password again: add --password-stdin "
+    "or --prompt-password (and --username to change it), or --no-credentials to "
+    "remove the stored ones"
+)
 
 app = typer.Typer(
     name="regflow-config",
@@ -73,9 +80,18 @@ def _registries_path(account: str) -> str:
 
 
 def _call(
-    url: str, method: str, path: str, *, body: dict[str, Any] | None = None
+    url: str,
+    method: str,
+    path: str,
+    *,
+    body: dict[str, Any] | None = None,
+    hints: Mapping[str, str] | None = None,
 ) -> Any:
-    """One API call; the decoded JSON answer, or exit with the API's complaint."""
+    """One API call; the decoded JSON answer, or exit with the API's complaint.
+
+    ``hints`` maps a field to a line printed after an error naming it, to say
+    which option fixes it.
+    """
     try:
         with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
             response = client.request(method, path, json=body)
@@ -83,10 +99,10 @@ def _call(
         _fail(f"cannot reach config-svc at {url}: {exc}")
     if response.is_success:
         return response.json() if response.content else None
-    _fail(_describe_error(response))
+    _fail(_describe_error(response, hints or {}))
 
 
-def _describe_error(response: httpx.Response) -> str:
+def _describe_error(response: httpx.Response, hints: Mapping[str, str]) -> str:
     """The API's error as one line per problem, with the field it names."""
     try:
         detail = response.json().get("detail")
@@ -98,6 +114,8 @@ def _describe_error(response: httpx.Response) -> str:
             loc = [str(p) for p in item.get("loc", ()) if p not in {"body", "path"}]
             where = ".".join(loc) or "request"
             lines.append(f"{where}: {item.get('msg', 'invalid')}")
+            if where in hints:
+                lines.append(f"hint: {hints[where]}")
         return "\n".join(lines)
     return str(detail)
 
@@ -224,7 +242,12 @@ def update_registry(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Change some fields; an empty --prefix removes the prefix."""
+    """Change some fields; an empty --prefix removes the prefix.
+
+    A new --domain or --provider for a registry with stored credentials needs
+    the password again (--password-stdin or --prompt-password), or
+    --no-credentials: stored credentials never follow a registry to another host.
+    """
     body: dict[str, Any] = {}
     if provider is not None:
         body["provider"] = provider.value
@@ -244,7 +267,12 @@ def update_registry(
         body["password"] = password
     if not body:
         _fail("nothing to change: give at least one option")
-    updated = _call(url, "PATCH", f"{_registries_path(account)}/{name}", body=body)
+    # Only the API knows whether credentials are stored; when it refuses to
+    # move them, say which options give the password again.
+    moves = provider is not None or domain is not None
+    hints = {"password": MOVE_CREDENTIALS_HINT} if moves and password is None else {}
+    path = f"{_registries_path(account)}/{name}"
+    updated = _call(url, "PATCH", path, body=body, hints=hints)
     if as_json:
         _print_json(updated)
     else:

@@ -16,7 +16,7 @@ class ConfigSettings(CommonSettings):
     keys, the first encrypts, all decrypt. There is deliberately no unencrypted
     or built-in-key mode, so a deployment cannot store credentials in the clear
     by forgetting a setting; the local stack and the tests generate a key
-    (``python -m regflow.registries.crypto`` prints one).
+    (``python -m regflow.registries`` prints one).
     """
 
     # A malformed key is still key material: keep it out of start-up errors.
@@ -42,7 +42,7 @@ class ConfigSettings(CommonSettings):
             msg = (
                 "REGFLOW_SECRET_KEYS is required: comma-separated Fernet keys that "
                 "encrypt stored registry credentials (generate one with "
-                "`python -m regflow.registries.crypto`)"
+                "`python -m regflow.registries`)"
             )
             raise ValueError(msg)
         try:

@@ -7,6 +7,7 @@ from regflow.oci.client import (
     BlobReader,
     ManifestHead,
     RegistryClient,
+    is_docker_hub_host,
     registry_api_host,
 )
 from regflow.oci.digest import digest_of, is_digest
@@ -70,6 +71,7 @@ __all__ = [
     "TokenCache",
     "digest_of",
     "is_digest",
+    "is_docker_hub_host",
     "parse_challenges",
     "registry_api_host",
 ]

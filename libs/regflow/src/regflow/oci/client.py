@@ -60,8 +60,17 @@ USER_AGENT = "regflow/0.1"
 ABANDON_TIMEOUT = httpx.Timeout(5.0)
 
 # Docker Hub's registry API lives on another host than its name.
-DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io"})
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
+# Every name Docker Hub's registry goes by; all of them speak on the API host.
+DOCKER_HUB_ALIASES = frozenset(
+    {"docker.io", "index.docker.io", DOCKER_HUB_API_HOST, "registry.hub.docker.com"}
+)
+_HTTPS_PORT_SUFFIX = ":443"
+
+
+def is_docker_hub_host(host: str) -> bool:
+    """Whether ``host`` is one of Docker Hub's names (any case, ``:443`` or not)."""
+    return host.strip().lower().removesuffix(_HTTPS_PORT_SUFFIX) in DOCKER_HUB_ALIASES
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class BlobReader:
 
 def registry_api_host(host: str) -> str:
     """The host that serves the ``/v2/`` API for a registry name."""
-    return DOCKER_HUB_API_HOST if host.lower() in DOCKER_HUB_ALIASES else host
+    return DOCKER_HUB_API_HOST if is_docker_hub_host(host) else host
 
 
 class RegistryClient:

@@ -4,7 +4,7 @@
 encrypts; every key decrypts, so a key is rotated by putting a new one first,
 re-encrypting, and then dropping the old one. There is no unencrypted mode and no
 built-in key: a process that stores or reads credentials refuses to start
-without a key. Generate one with ``python -m regflow.registries.crypto``.
+without a key. Generate one with ``python -m regflow.registries``.
 """
 
 from __future__ import annotations
@@ -84,12 +84,3 @@ class SecretBox:
             raise SecretDecryptionError(
                 f"no key in {KEYS_VARIABLE} decrypts this value"
             ) from exc
-
-
-def main() -> None:
-    """Print a new key for ``REGFLOW_SECRET_KEYS``."""
-    print(SecretBox.generate_key())  # noqa: T201 - the command's output is the key
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,7 @@
     RegflowError
     +-- RegistryStoreError
     |   +-- RegistryNotFound          no such name in the account       (Permanent)
-    |   +-- RegistryAlreadyExists     the name is taken                 (Permanent)
+    |   +-- RegistryAlreadyExists     the name is taken (any case)      (Permanent)
     |   +-- RegistryRuleViolation     a rule is broken; names the field (Permanent)
     |   +-- CredentialsUnreadable     no configured key decrypts them   (Permanent)
     |   +-- RegistryStoreUnavailable  Redis failed or stayed contended  (Transient)
@@ -35,23 +35,44 @@ class RegistryStoreError(RegflowError):
 
 
 class RegistryNotFound(RegistryStoreError, PermanentError):  # noqa: N818
-    """The account has no registry integration of that name."""
+    """The account has no registry integration of that name.
 
-    def __init__(self, account_id: str, name: str) -> None:
-        super().__init__(f"account {account_id!r} has no registry named {name!r}")
+    Lookups are by exact name; ``similar`` is the account's registry whose name
+    differs only in case, if any, so the message can point at it.
+    """
+
+    def __init__(self, account_id: str, name: str, similar: str | None = None) -> None:
+        hint = (
+            f" (names are matched exactly: did you mean {similar!r}?)"
+            if similar is not None
+            else ""
+        )
+        super().__init__(f"account {account_id!r} has no registry named {name!r}{hint}")
         self.account_id = account_id
         self.name = name
+        self.similar = similar
 
 
 class RegistryAlreadyExists(RegistryStoreError, PermanentError):  # noqa: N818
-    """Another registry integration of the account already has that name."""
+    """Another registry integration of the account already has that name.
 
-    def __init__(self, account_id: str, name: str) -> None:
+    Names are unique regardless of case; ``existing`` is the taken name as it
+    was written (``name`` is the one asked for).
+    """
+
+    def __init__(self, account_id: str, name: str, existing: str | None = None) -> None:
+        existing = existing if existing is not None else name
+        detail = (
+            f"; names are unique regardless of case, so {name!r} is taken too"
+            if existing != name
+            else ""
+        )
         super().__init__(
-            f"account {account_id!r} already has a registry named {name!r}"
+            f"account {account_id!r} already has a registry named {existing!r}{detail}"
         )
         self.account_id = account_id
         self.name = name
+        self.existing = existing
 
 
 class RegistryRuleViolation(RegistryStoreError, PermanentError):  # noqa: N818

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,15 +25,18 @@ from regflow.registries.rules import (
     RegistryName,
     RepositoryPrefix,
     Username,
+    check_password,
     check_provider_rules,
 )
 
 Password = Annotated[
     SecretStr,
+    AfterValidator(check_password),
     Field(
-        min_length=1,
-        max_length=MAX_PASSWORD,
         description="Password, access token or key; never returned",
+        # The limits are checked by check_password, whose messages name the
+        # field (pydantic's own speak of "items"); the schema still shows them.
+        json_schema_extra={"minLength": 1, "maxLength": MAX_PASSWORD},
     ),
 ]
 

@@ -12,9 +12,10 @@ import ipaddress
 import re
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, SecretStr, StringConstraints
 
 from regflow.events.common import Provider
+from regflow.oci.client import is_docker_hub_host
 from regflow.registries.errors import RegistryRuleViolation
 
 # A name is used in pipeline YAML (``registry: <name>``) and in URLs.
@@ -24,9 +25,6 @@ ACCOUNT_ID_PATTERN: Final = r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,127}$"
 
 DOCKER_HUB_DOMAIN: Final = "docker.io"
 # Hosts people write for Docker Hub; all of them mean docker.io.
-DOCKER_HUB_ALIASES: Final = frozenset(
-    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
-)
 # Providers that live on one public host use it when no domain is given.
 DEFAULT_DOMAINS: Final[dict[Provider, str]] = {
     Provider.DOCKERHUB: DOCKER_HUB_DOMAIN,
@@ -150,6 +148,16 @@ def normalize_repository_prefix(value: str | None) -> str | None:
     return prefix
 
 
+def check_password(value: SecretStr) -> SecretStr:
+    """Refuse an empty or oversized password; the message never shows it."""
+    length = len(value.get_secret_value())
+    if length == 0:
+        raise ValueError("password must not be empty")
+    if length > MAX_PASSWORD:
+        raise ValueError(f"password is longer than {MAX_PASSWORD} characters")
+    return value
+
+
 def _check_username(value: str) -> str:
     """Refuse what HTTP Basic cannot carry."""
     if ":" in value:
@@ -163,7 +171,10 @@ RegistryName = Annotated[
     str,
     StringConstraints(pattern=NAME_PATTERN),
     Field(
-        description="Unique in the account; used as `registry:` in pipelines",
+        description=(
+            "Unique in the account regardless of case, kept as written; used "
+            "as `registry:` in pipelines"
+        ),
         examples=["production"],
     ),
 ]
@@ -190,6 +201,18 @@ Username = Annotated[
 ]
 
 
+def is_docker_hub(provider: Provider, domain: str | None) -> bool:
+    """Whether an integration of ``provider`` on ``domain`` is Docker Hub.
+
+    The one place that decides it: provider ``dockerhub``, or any provider on
+    one of Docker Hub's hosts (``other`` on ``index.docker.io`` pushes to Docker
+    Hub all the same, so Docker Hub's rules apply to it too).
+    """
+    if provider is Provider.DOCKERHUB:
+        return True
+    return domain is not None and is_docker_hub_host(domain)
+
+
 def resolve_domain(provider: Provider, domain: str | None) -> str | None:
     """The domain an integration of ``provider`` gets when given ``domain``.
 
@@ -201,7 +224,7 @@ def resolve_domain(provider: Provider, domain: str | None) -> str | None:
         RegistryRuleViolation: on ``domain``.
     """
     if provider is Provider.DOCKERHUB:
-        if domain is None or domain in DOCKER_HUB_ALIASES:
+        if domain is None or is_docker_hub_host(domain):
             return DOCKER_HUB_DOMAIN
         raise RegistryRuleViolation(
             "domain",
@@ -212,7 +235,9 @@ def resolve_domain(provider: Provider, domain: str | None) -> str | None:
         default = DEFAULT_DOMAINS.get(provider)
         if default is None:
             raise RegistryRuleViolation(
-                "domain", f"a {provider.value} registry needs a domain"
+                "domain",
+                f"provider {provider.value!r} has no default domain: give the "
+                "registry's host[:port]",
             )
         return default
     return domain
@@ -227,28 +252,38 @@ def check_provider_rules(
 ) -> None:
     """Check the rules that tie fields to the provider.
 
-    Docker Hub repositories are exactly ``<namespace>/<name>``, so a Docker Hub
-    prefix is one path component (the user or organisation to push under).
-    Docker Hub cannot be the caching registry (its naming and rate limits do not
-    fit build caches).
+    They apply to every integration :func:`is_docker_hub` calls Docker Hub,
+    whatever its provider. Docker Hub repositories are exactly
+    ``<namespace>/<name>``, so a Docker Hub prefix is one path component (the
+    user or organisation to push under). Docker Hub cannot be the caching
+    registry (its naming and rate limits do not fit build caches).
 
     Raises:
         RegistryRuleViolation: naming ``domain``, ``repository_prefix`` or
-            ``provider``.
+            ``provider`` (``domain`` when only the domain makes it Docker Hub).
     """
-    if provider is not Provider.DOCKERHUB:
+    if not is_docker_hub(provider, domain):
         return
-    if domain != DOCKER_HUB_DOMAIN:
+    if provider is Provider.DOCKERHUB and domain != DOCKER_HUB_DOMAIN:
         raise RegistryRuleViolation(
             "domain", f"a dockerhub registry always has the domain {DOCKER_HUB_DOMAIN}"
         )
     if repository_prefix is not None and "/" in repository_prefix:
         raise RegistryRuleViolation(
             "repository_prefix",
-            "on Docker Hub the prefix is one namespace (the user or organisation), "
-            f"not a path: got {repository_prefix!r}",
+            f"on Docker Hub ({domain}) the prefix is one namespace (the user or "
+            f"organisation), not a path: got {repository_prefix!r}",
         )
     if is_caching:
         raise RegistryRuleViolation(
-            "provider", "Docker Hub cannot be the caching registry"
+            "provider" if provider is Provider.DOCKERHUB else "domain",
+            docker_hub_caching_message(domain),
         )
+
+
+def docker_hub_caching_message(domain: str) -> str:
+    """Why a Docker Hub integration on ``domain`` cannot be the caching registry."""
+    return (
+        f"Docker Hub ({domain}) cannot be the caching registry: its naming and "
+        "rate limits do not fit build caches"
+    )

@@ -13,6 +13,12 @@ the rules, MULTI, write, EXEC; retried when another writer got in between). The
 same EXEC bumps the account's version and appends the change's event to the
 outbox, so an event exists exactly when its change was committed, and versions
 of one account grow by one per change without gaps.
+
+Names are unique in an account regardless of case (``ext`` and ``EXT`` cannot
+both exist), because people and pipelines read them as one name; the name is
+kept as written, and every lookup is by that exact name, as pipelines'
+``registry: <name>`` is resolved. A lookup that misses only by case says which
+name was meant.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, cast
@@ -40,6 +46,7 @@ from redis.exceptions import RedisError, WatchError
 
 from regflow.events.common import Provider
 from regflow.events.registries import RegistryChange, RegistryChangedEvent
+from regflow.oci.client import is_docker_hub_host
 from regflow.redis import RedisKeys
 from regflow.registries.crypto import SecretBox
 from regflow.registries.errors import (
@@ -61,6 +68,8 @@ from regflow.registries.rules import (
     Domain,
     RepositoryPrefix,
     Username,
+    docker_hub_caching_message,
+    is_docker_hub,
     resolve_domain,
 )
 
@@ -92,6 +101,11 @@ class RegistryPatch(BaseModel):
     setting both ``username`` and ``password`` to None removes the credentials.
     Names never change: delete and create instead, because pipelines refer to
     registries by name.
+
+    Stored credentials never follow a move: a patch that changes the domain or
+    the provider of an integration with credentials must give ``password``
+    again (``username`` may be kept) or remove the credentials, otherwise the
+    password given for one host would be sent to another.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -286,7 +300,9 @@ class RegistryStore:
         except RedisError as exc:
             raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
         if raw is None:
-            raise RegistryNotFound(account_id, name)
+            raise RegistryNotFound(
+                account_id, name, await self._similar_name(account_id, name)
+            )
         state = _parse_state({}, account)
         return self._integration(
             account_id, _StoredRegistry.model_validate_json(raw), state
@@ -312,7 +328,7 @@ class RegistryStore:
 
         Raises:
             RegistryRuleViolation: a field breaks a rule (``field`` names it).
-            RegistryAlreadyExists: the name is taken in the account.
+            RegistryAlreadyExists: the name is taken in the account, in any case.
             RegistryStoreUnavailable: Redis failed.
         """
         if not _valid_account_id(account_id):
@@ -336,8 +352,9 @@ class RegistryStore:
         record = self._seal(integration)
 
         def plan(state: _AccountState) -> _Change:
-            if integration.name in state.records:
-                raise RegistryAlreadyExists(account_id, integration.name)
+            taken = _same_name(integration.name, state.records)
+            if taken is not None:
+                raise RegistryAlreadyExists(account_id, integration.name, taken)
             return _Change(
                 "created",
                 integration.name,
@@ -360,14 +377,16 @@ class RegistryStore:
 
         Raises:
             RegistryNotFound: no such name in the account.
-            RegistryRuleViolation: the patched integration breaks a rule.
+            RegistryRuleViolation: the patched integration breaks a rule; on
+                ``password`` when it moves stored credentials to another
+                domain or provider.
             RegistryStoreUnavailable: Redis failed.
         """
 
         def plan(state: _AccountState) -> _Change | None:
             record = state.records.get(name)
             if record is None:
-                raise RegistryNotFound(account_id, name)
+                raise _not_found(account_id, name, state)
             current = self._integration(account_id, record, state)
             patched = _apply(current, patch, self._clock())
             if patched.model_copy(update={"updated_at": current.updated_at}) == current:
@@ -399,7 +418,7 @@ class RegistryStore:
 
         def plan(state: _AccountState) -> _Change:
             if name not in state.records:
-                raise RegistryNotFound(account_id, name)
+                raise _not_found(account_id, name, state)
             return _Change(
                 "deleted",
                 name,
@@ -491,6 +510,14 @@ class RegistryStore:
 
     # Internals
 
+    async def _similar_name(self, account_id: str, name: str) -> str | None:
+        """The account's name equal to ``name`` but for case (a missed lookup)."""
+        try:
+            names = await self._redis.hkeys(self.registries_key(account_id))
+        except RedisError as exc:
+            raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
+        return _same_name(name, [_text(n) for n in names])
+
     async def _set_flag(
         self,
         account_id: str,
@@ -505,10 +532,10 @@ class RegistryStore:
             if name is not None:
                 record = state.records.get(name)
                 if record is None:
-                    raise RegistryNotFound(account_id, name)
-                if flag == "caching" and record.provider is Provider.DOCKERHUB:
+                    raise _not_found(account_id, name, state)
+                if flag == "caching" and is_docker_hub(record.provider, record.domain):
                     raise RegistryRuleViolation(
-                        "name", "Docker Hub cannot be the caching registry"
+                        "name", docker_hub_caching_message(record.domain)
                     )
             # Clearing a flag reports the registry that lost it.
             subject = name if name is not None else current
@@ -724,6 +751,22 @@ def _reveal(sealed: _SealedCredentials) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis value as text, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _same_name(name: str, names: Iterable[str]) -> str | None:
+    """The one of ``names`` equal to ``name`` regardless of case, if any."""
+    folded = name.casefold()
+    return next((n for n in names if n.casefold() == folded), None)
+
+
+def _not_found(account_id: str, name: str, state: _AccountState) -> RegistryNotFound:
+    """The error for a missed lookup, naming a registry that differs in case."""
+    return RegistryNotFound(account_id, name, _same_name(name, state.records))
+
+
 def _valid_account_id(account_id: str) -> bool:
     return re.match(ACCOUNT_ID_PATTERN, account_id) is not None
 
@@ -780,7 +823,7 @@ def _apply(
     if old is not None:
         username = username if "username" in given else old.username
         password = password if "password" in given else old.password
-    return _build(
+    patched = _build(
         account_id=current.account_id,
         name=current.name,
         provider=provider,
@@ -796,3 +839,42 @@ def _apply(
         created_at=current.created_at,
         updated_at=now,
     )
+    # Checked on the otherwise valid result, so other mistakes are reported first.
+    if old is not None and "password" not in given:
+        _refuse_moving_credentials(current, patched.provider, patched.domain)
+    return patched
+
+
+def _refuse_moving_credentials(
+    current: RegistryIntegration, provider: Provider, domain: str
+) -> None:
+    """Refuse keeping stored credentials across a domain or provider change.
+
+    The stored password was given for ``current``'s host and provider; kept
+    through a move, the next test-connection or push would send it to the new
+    host, which may belong to someone else. Docker Hub's host names count as one
+    host.
+
+    Raises:
+        RegistryRuleViolation: on ``password``, saying how to proceed.
+    """
+    again = (
+        "needs the password again (or username and password both null to remove "
+        "the credentials)"
+    )
+    same_host = current.domain == domain or (
+        is_docker_hub_host(current.domain) and is_docker_hub_host(domain)
+    )
+    if not same_host:
+        raise RegistryRuleViolation(
+            "password",
+            f"the stored password was given for {current.domain} and is never sent "
+            f"to another host: changing the domain to {domain} {again}",
+        )
+    if provider is not current.provider:
+        raise RegistryRuleViolation(
+            "password",
+            f"the stored password was given for provider {current.provider.value!r} "
+            f"on {current.domain}: changing the provider to {provider.value!r} "
+            f"{again}",
+        )

@@ -1,9 +1,10 @@
 """How store errors and invalid requests look over HTTP.
 
-Rule violations use the shape of FastAPI's own validation errors (``detail`` is
-a list of ``{type, loc, msg}``), so a client handles "field X is wrong" one way
-whether pydantic or a registry rule found it. Not found and conflicts use
-FastAPI's ``{"detail": "..."}``. Echoed input is scrubbed of passwords.
+Rule violations and name conflicts use the shape of FastAPI's own validation
+errors (``detail`` is a list of ``{type, loc, msg}``), so a client handles
+"field X is wrong" one way whether pydantic, a registry rule or a taken name
+found it. Not found uses FastAPI's ``{"detail": "..."}``. Echoed input is
+scrubbed of passwords.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def rule_violation_detail(exc: RegistryRuleViolation) -> list[dict[str, Any]]:
     """The FastAPI-style error list for a rule violation."""
     where = "path" if exc.field in PATH_FIELDS else "body"
     return [{"type": "registry_rule", "loc": [where, exc.field], "msg": exc.message}]
+
+
+def conflict_detail(exc: RegistryAlreadyExists) -> list[dict[str, Any]]:
+    """The FastAPI-style error list for a taken registry name."""
+    return [{"type": "registry_exists", "loc": ["body", "name"], "msg": str(exc)}]
 
 
 def _scrub(value: Any) -> Any:
@@ -91,8 +97,9 @@ async def _not_found(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegistryAlreadyExists)
     return JSONResponse(
-        status_code=status.HTTP_409_CONFLICT, content={"detail": str(exc)}
+        status_code=status.HTTP_409_CONFLICT, content={"detail": conflict_detail(exc)}
     )
 
 

@@ -73,7 +73,11 @@ AccountId = Annotated[
     ),
 ]
 RegistryName = Annotated[
-    str, Path(pattern=NAME_PATTERN, description="The registry integration's name")
+    str,
+    Path(
+        pattern=NAME_PATTERN,
+        description="The registry integration's name, exactly as written (case too)",
+    ),
 ]
 CorrelationId = Annotated[
     str | None,
@@ -88,7 +92,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"description": "No registry of that name"}
 }
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    status.HTTP_409_CONFLICT: {"description": "The name is taken in the account"}
+    status.HTTP_409_CONFLICT: {
+        "description": "The name is taken in the account (in any case); `detail` "
+        "is a list of {type: registry_exists, loc: [body, name], msg}"
+    }
 }
 
 # TODO(regflow#2): authenticate callers (an operator token, or the platform's
@@ -243,7 +250,12 @@ async def update_registry(
     publisher: PublisherDep,
     correlation_id: CorrelationId = None,
 ) -> RegistryPublic:
-    """Change some fields of a registry; the others keep their value."""
+    """Change some fields of a registry; the others keep their value.
+
+    Changing the domain or provider of a registry with stored credentials needs
+    `password` again (or `username` and `password` null to remove them): the
+    stored password is never sent to a host it was not given for.
+    """
     result = await store.update(account_id, name, body, correlation_id=correlation_id)
     publisher.after_response(result)
     registry = result.registry or await store.get(account_id, name)

@@ -38,7 +38,10 @@ class RegistryUpdate(RegistryPatch):
 
     ``null`` for ``domain`` restores the provider's default domain, for
     ``repository_prefix`` removes it, and for both ``username`` and
-    ``password`` removes the credentials. The name cannot change.
+    ``password`` removes the credentials. The name cannot change. A new
+    ``domain`` or ``provider`` for a registry with credentials needs
+    ``password`` again, or both ``null``: stored credentials never follow a
+    registry to another host.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -20,6 +20,7 @@ from typing import Final
 
 from regflow.events import Provider, RegistryView
 from regflow.events.common import REPOSITORY_RE, TAG_RE
+from regflow.registries.rules import is_docker_hub
 from resolver_svc.rules.errors import ResolutionError, ResolutionProblem
 
 DOCKER_HUB_DOMAIN: Final = "docker.io"
@@ -89,7 +90,7 @@ def _check_repository(repository: str, registry: RegistryView) -> None:
         )
     components = repository.split("/")
     if (
-        registry.provider is Provider.DOCKERHUB
+        is_docker_hub(registry.provider, registry.domain)
         and len(components) != _DOCKER_HUB_COMPONENTS
     ):
         raise ResolutionError(
