@@ -60,15 +60,7 @@ async def _deliver(stack: Stack, fleet: Fleet) -> None:
     )
     _say("", image.digest)
 
-    test = await connect_registry(
-        fleet["config-svc"].url,
-        ACCOUNT,
-        name="production",
-        domain=external.host,
-        username=external.username or "",
-        password=external.password or "",
-        repository_prefix="acme",
-    )
+    test = await connect_registry(fleet["config-svc"].url, ACCOUNT, external)
     _say(
         "registry",
         f'"production" -> {external.host} (prefix acme, default) added via '

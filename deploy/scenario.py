@@ -19,6 +19,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from deploy.images import build_image, copy_to_registry
+from deploy.stack import Registry
 from regflow.events import (
     PUSH_RESULTS,
     STEP_COMPLETED,
@@ -69,18 +70,17 @@ def land_image(
 async def connect_registry(
     config_url: str,
     account_id: str,
+    registry: Registry,
     *,
-    name: str,
-    domain: str,
-    username: str,
-    password: str,
-    repository_prefix: str | None,
+    name: str = "production",
+    repository_prefix: str | None = "acme",
     default: bool = True,
 ) -> dict[str, Any]:
-    """Add an "other" registry through config-svc, test it, make it the default.
+    """Add ``registry`` as an "other" registry through config-svc and test it.
 
-    Returns the test-connection answer. Raises httpx.HTTPStatusError on a
-    refused request (its body names the field at fault).
+    With ``default`` it becomes the account's default registry. Returns the
+    test-connection answer. Raises httpx.HTTPStatusError on a refused request
+    (its body names the field at fault).
     """
     base = f"{config_url}/v1/accounts/{account_id}/registries"
     async with httpx.AsyncClient(timeout=30) as http:
@@ -89,9 +89,9 @@ async def connect_registry(
             json={
                 "name": name,
                 "provider": "other",
-                "domain": domain,
-                "username": username,
-                "password": password,
+                "domain": registry.host,
+                "username": registry.username,
+                "password": registry.password,
                 "repository_prefix": repository_prefix,
             },
         )

@@ -63,17 +63,7 @@ def world(
     try:
         image = land_image(Path(workdir), internal.host, REPOSITORY)
         with Fleet(Path(workdir), env) as fleet:
-            asyncio.run(
-                connect_registry(
-                    fleet["config-svc"].url,
-                    ACCOUNT,
-                    name="production",
-                    domain=external.host,
-                    username=external.username or "",
-                    password=external.password or "",
-                    repository_prefix="acme",
-                )
-            )
+            asyncio.run(connect_registry(fleet["config-svc"].url, ACCOUNT, external))
             yield World(
                 fleet, kafka_bootstrap, redis_url, prefix, internal, external, image
             )
