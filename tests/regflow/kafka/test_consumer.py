@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from regflow.errors import PermanentError, TransientError
 from regflow.events import (
@@ -20,8 +21,9 @@ from regflow.kafka import (
     ConsumerSpec,
     Delivery,
     EventConsumer,
+    HandlerRetryPolicy,
     KafkaEventProducer,
-    RetryPolicy,
+    RecordingProducer,
     ensure_topics,
 )
 from regflow.settings import CommonSettings
@@ -138,7 +140,13 @@ def _consumer(
         settings=settings,
         producer=producer,
         service="test",
-        retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05),
+        retry=HandlerRetryPolicy(
+            attempts=3,
+            initial_delay=0.01,
+            max_delay=0.05,
+            stall_initial=0.05,
+            stall_max=0.2,
+        ),
     )
 
 
@@ -252,3 +260,163 @@ async def test_unexpected_exception_does_not_stop_the_partition(
     assert handler.handled == ["fine"]
     [dead] = await _read_all(settings.kafka_bootstrap_servers, topic.dead_letter, 1)
     assert dict(dead.headers)["x-error-type"] == b"RuntimeError"
+
+
+async def test_persistent_transient_failure_holds_back_instead_of_dead_lettering(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """Failing past the in-place retries seeks back and retries later; no DLQ."""
+    await ensure_topics(settings, [topic])
+    await producer.publish(topic, _event("outage"))
+    await producer.publish(topic, _event("after"))
+    handler = Recorder(
+        fail={"outage": [TransientError("redis down")] * 5}, want=2
+    )  # three attempts in place, held back, two more, then it works
+    consumer = _consumer(topic, handler, settings, producer, "g-stall")
+    await consumer.start()
+    await _run_until(consumer, handler.seen.wait)
+
+    assert handler.handled == ["outage", "after"]
+    assert handler.calls.count("outage") == 6
+    assert consumer.stalled_since is None
+    assert await _count(settings.kafka_bootstrap_servers, topic.dead_letter) == 0
+
+
+async def test_null_header_values_are_tolerated(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+) -> None:
+    """A header without a value (allowed by Kafka) reaches the handler as ''."""
+    await ensure_topics(settings, [topic])
+    raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await raw.start()
+    try:
+        await raw.send_and_wait(
+            topic.name, _event("nulls").to_bytes(), headers=[("trace", None)]
+        )
+    finally:
+        await raw.stop()
+    seen: list[Delivery] = []
+
+    async def handler(event: StepCompletedEvent, delivery: Delivery) -> None:
+        seen.append(delivery)
+        done.set()
+
+    done = asyncio.Event()
+    consumer = EventConsumer(
+        ConsumerSpec(topic, "g-null", handler),
+        settings=settings,
+        producer=producer,
+        service="test",
+    )
+    await consumer.start()
+    await _run_until(consumer, done.wait)
+    assert seen[0].headers == {"trace": ""}
+
+
+async def test_two_members_share_a_topic_and_commit_everything(
+    settings: CommonSettings, producer: KafkaEventProducer
+) -> None:
+    """A member joins while another works; both commit, a third finds nothing left."""
+    TOTAL = 60  # noqa: N806 - a constant of this test
+    topic: Topic[StepCompletedEvent] = Topic(
+        f"test.rebalance.{uuid.uuid4().hex[:8]}", StepCompletedEvent, STEP_COMPLETED.key
+    )
+    two = settings.model_copy(update={"kafka_topic_partitions": 2})
+    await ensure_topics(two, [topic])
+    # Enough work that the first member is still busy when the second one joins
+    # and the group rebalances (a join takes seconds on the test broker).
+    for n in range(TOTAL):
+        await producer.publish(topic, _event(f"b{n}"))
+
+    builds: set[str] = set()
+    all_seen = asyncio.Event()
+
+    class Slow(Recorder):
+        async def __call__(self, event: StepCompletedEvent, delivery: Delivery) -> None:
+            """Record, slowly, so the rebalance lands mid-batch."""
+            await asyncio.sleep(0.1)
+            await super().__call__(event, delivery)
+            builds.add(event.data.build_id)
+            if len(builds) == TOTAL:
+                all_seen.set()
+
+    first, second = Slow(), Slow()
+    a = _consumer(topic, first, settings, producer, "g-rebalance")
+    b = _consumer(topic, second, settings, producer, "g-rebalance")
+    await a.start()
+    task_a = asyncio.create_task(a.run())
+    await asyncio.sleep(3)
+    await b.start()
+    task_b = asyncio.create_task(b.run())
+    async with asyncio.timeout(90):
+        await all_seen.wait()
+    a.request_stop()
+    b.request_stop()
+    await asyncio.gather(task_a, task_b)
+    assert first.handled  # both members worked: the rebalance came mid-stream
+    assert second.handled
+
+    third = Recorder()
+    late = _consumer(topic, third, settings, producer, "g-rebalance")
+    await late.start()
+    task = asyncio.create_task(late.run())
+    await asyncio.sleep(8)  # time to join and fetch whatever was left uncommitted
+    late.request_stop()
+    await task
+    assert third.calls == []
+
+
+async def _count(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=1500)
+    finally:
+        await consumer.stop()
+    return sum(len(records) for records in batches.values())
+
+
+class _FakeClient:
+    """Just enough of AIOKafkaConsumer for the commit bookkeeping."""
+
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member owns now."""
+        return self.assigned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Refuse partitions not owned, as aiokafka does."""
+        if set(offsets) - self.assigned:
+            raise IllegalStateError("partition not assigned")
+        self.commits.append(offsets)
+
+
+@pytest.mark.unit
+async def test_commits_name_only_partitions_still_owned() -> None:
+    """Offsets of a partition that moved are dropped, not retried forever."""
+    kept, moved = TopicPartition("t", 0), TopicPartition("t", 1)
+    consumer = EventConsumer(
+        ConsumerSpec(STEP_COMPLETED, "g", Recorder()),
+        settings=CommonSettings(),
+        producer=RecordingProducer(),
+        service="test",
+    )
+    await consumer._consumer.stop()  # the real client is never started here
+    fake = _FakeClient({kept})
+    consumer._consumer = fake
+    consumer._done = {kept: 7, moved: 12}
+
+    await consumer._commit_done()
+    consumer._done = {kept: 9}
+    await consumer._commit_done()
+
+    assert fake.commits == [{kept: 7}, {kept: 9}]

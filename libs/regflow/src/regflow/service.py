@@ -7,8 +7,9 @@ and shutdown order:
 start:  Redis -> producer -> missing topics created -> consumers join their groups
 stop:   consumers finish the batch in hand and commit -> producer flushes -> Redis
 
-uvicorn turns SIGTERM and Ctrl-C into the shutdown half, so a stopped service
-never leaves processed-but-uncommitted work behind except what a crash would.
+uvicorn turns SIGTERM and Ctrl-C into the shutdown half: each consumer finishes
+the message in hand (within SHUTDOWN_GRACE_SECONDS) and commits; anything not
+finished in time is simply redelivered to the next member.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ from regflow.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
 
-# A consumer loop that has not polled for this long is considered stuck.
-LIVENESS_STALL_SECONDS = 120.0
-# How long shutdown waits for consumers to finish their batch before giving up.
+# Slack on top of a consumer's poll interval before its loop counts as stuck.
+LIVENESS_SLACK_SECONDS = 60.0
+# How long shutdown waits for consumers to finish the message in hand; what is
+# not finished by then is redelivered to the next member (handlers are
+# idempotent).
 SHUTDOWN_GRACE_SECONDS = 25.0
+# How long cancelled consumers get to commit and leave their group.
+CANCEL_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -149,10 +154,16 @@ async def _start(
         )
         await consumer.start()
         context.consumers.append(consumer)
-        context.tasks.append(
-            asyncio.create_task(consumer.run(), name=f"consume-{spec.group_id}")
-        )
+        task = asyncio.create_task(consumer.run(), name=f"consume-{spec.group_id}")
+        task.add_done_callback(_report_crash)
+        context.tasks.append(task)
     return context
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Log a consumer loop's crash when it happens, not at shutdown."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("consumer crashed", task=task.get_name(), exc_info=error)
 
 
 async def _stop_consumers(context: ServiceContext) -> None:
@@ -160,14 +171,14 @@ async def _stop_consumers(context: ServiceContext) -> None:
         consumer.request_stop()
     if not context.tasks:
         return
-    done, pending = await asyncio.wait(context.tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+    _, pending = await asyncio.wait(context.tasks, timeout=SHUTDOWN_GRACE_SECONDS)
     for task in pending:
         # Its uncommitted messages are redelivered to the next member.
         log.warning("consumer did not drain in time", task=task.get_name())
         task.cancel()
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("consumer had crashed", task=task.get_name())
+    if pending:
+        # Let the cancelled loops run their own clean-up (commit, leave group).
+        await asyncio.wait(pending, timeout=CANCEL_GRACE_SECONDS)
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -181,20 +192,27 @@ def _health_router() -> APIRouter:
 
     @router.get("/live", status_code=status.HTTP_204_NO_CONTENT)
     async def live(request: Request, response: Response) -> None:
-        """Alive while every consumer loop runs and polls (no dependency checks)."""
+        """Alive while every consumer loop runs and progresses (no dependency checks).
+
+        A loop progresses when it polls or finishes a message; one that has done
+        neither for longer than its poll interval is stuck.
+        """
         context = get_context(request)
         now = time.monotonic()
         for task, consumer in zip(context.tasks, context.consumers, strict=True):
-            if task.done() or now - consumer.last_poll > LIVENESS_STALL_SECONDS:
+            limit = consumer.spec.max_poll_interval_ms / 1000 + LIVENESS_SLACK_SECONDS
+            if task.done() or now - consumer.last_progress > limit:
                 response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
                 return
 
     @router.get("/ready")
     async def ready(request: Request, response: Response) -> dict[str, Any]:
-        """Ready when Redis answers and every consumer has joined its group.
+        """Ready when Redis answers and every consumer is in its group, unstalled.
 
         Joining takes a few seconds after start-up (the group's first
         rebalance); events produced meanwhile wait in the topic, nothing is lost.
+        A consumer held back by a transient failure (a dependency down) is not
+        ready until it moves again.
         """
         context = get_context(request)
         checks: dict[str, bool] = {}
@@ -205,6 +223,7 @@ def _health_router() -> APIRouter:
         checks["consumers"] = all(c.joined for c in context.consumers) and not any(
             t.done() for t in context.tasks
         )
+        checks["flowing"] = all(c.stalled_since is None for c in context.consumers)
         ok = all(checks.values())
         if not ok:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

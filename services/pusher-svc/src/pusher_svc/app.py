@@ -15,6 +15,7 @@ from regflow.registries import RegistryStore, SecretBox
 from regflow.service import ServiceContext, build_service_app
 
 GROUP_ID = "regflow-pusher"
+PUSH_POLL_INTERVAL_MS = 15 * 60 * 1000
 
 
 def create_app(settings: PusherSettings) -> FastAPI:
@@ -33,6 +34,16 @@ def create_app(settings: PusherSettings) -> FastAPI:
             keys=context.keys,
             producer=context.producer,
         )
-        return [ConsumerSpec(PUSH_COMMANDS, GROUP_ID, handler)]
+        # One push at a time per fetch, and a long poll interval: a push of a
+        # large image may take minutes, and the member must not be dropped.
+        return [
+            ConsumerSpec(
+                PUSH_COMMANDS,
+                GROUP_ID,
+                handler,
+                max_batch=1,
+                max_poll_interval_ms=PUSH_POLL_INTERVAL_MS,
+            )
+        ]
 
     return build_service_app(SERVICE, settings, consumers=consumers)

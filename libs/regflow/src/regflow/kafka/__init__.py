@@ -1,7 +1,7 @@
 """The Kafka runtime every service shares."""
 
 from regflow.kafka.admin import ensure_topics
-from regflow.kafka.consumer import EventConsumer, RetryPolicy
+from regflow.kafka.consumer import EventConsumer, HandlerRetryPolicy
 from regflow.kafka.delivery import ConsumerSpec, Delivery, Handler
 from regflow.kafka.producer import (
     EventProducer,
@@ -16,9 +16,9 @@ __all__ = [
     "EventConsumer",
     "EventProducer",
     "Handler",
+    "HandlerRetryPolicy",
     "KafkaEventProducer",
     "RecordingProducer",
-    "RetryPolicy",
     "ensure_topics",
     "event_headers",
 ]
