@@ -15,7 +15,15 @@ from cache_svc.app import create_app
 from cache_svc.records import CacheKeys, ImageStore
 from cache_svc.selection import RecommendationReader
 from cache_svc.settings import CacheSettings
-from regflow.events import ImageRef, StepCompleted
+from regflow.events import (
+    BuildContext,
+    Destination,
+    ImageRef,
+    Provider,
+    PushResult,
+    PushSucceeded,
+    StepCompleted,
+)
 from regflow.redis import RedisKeys
 
 pytestmark = pytest.mark.integration
@@ -76,6 +84,64 @@ async def test_recommendation(
     assert candidate["platforms"] == ["linux/amd64"]
     assert datetime.fromisoformat(candidate["built_at"]) == built_at
     assert candidate["references"][0]["registry"] is None
+
+
+async def test_pushed_references_are_pinned_by_digest(
+    client: httpx.AsyncClient, redis_client: redis.asyncio.Redis, keys: CacheKeys
+) -> None:
+    """Tags move, so the API answers ``host/repository@digest`` and lists tags."""
+    image = ImageRef(registry="internal:5000", repository="team/app", digest=DIGEST)
+    step = StepCompleted(
+        pipeline_id="p",
+        build_id="b1",
+        step_name="build",
+        step_type="build",
+        status="succeeded",
+        image=image,
+        platforms=["linux/amd64"],
+        variables={"CF_BRANCH": "main"},
+    )
+    destination = Destination(
+        registry="hub",
+        provider=Provider.OTHER,
+        domain="127.0.0.1:5001",
+        repository="team/app",
+        tags=["main", "v1"],
+    )
+    result = PushResult(
+        push_id="x",
+        build=BuildContext(pipeline_id="p", build_id="b1", step_name="build"),
+        source=image,
+        destination=destination,
+        outcome=PushSucceeded(
+            digest=DIGEST,
+            media_type="application/vnd.oci.image.manifest.v1+json",
+            references=destination.references,
+            bytes_moved=1,
+            blobs_copied=1,
+            blobs_skipped=0,
+            duration_seconds=0.0,
+        ),
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = ImageStore(redis_client, keys)
+    await store.record_build("acct-1", step, now)
+    await store.record_push("acct-1", result, now)
+
+    response = await client.get(
+        URL, params={"repository": "team/app", "platform": "linux/amd64"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    pinned = f"127.0.0.1:5001/team/app@{DIGEST}"
+    assert body["references"] == [pinned]
+    [candidate] = body["candidates"]
+    assert [
+        (r["reference"], r["registry"], r["tags"]) for r in candidate["references"]
+    ] == [
+        (pinned, "hub", ["main", "v1"]),
+        (f"internal:5000/team/app@{DIGEST}", None, []),
+    ]
 
 
 async def test_nothing_is_an_empty_200(client: httpx.AsyncClient) -> None:

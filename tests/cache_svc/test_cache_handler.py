@@ -149,7 +149,9 @@ async def test_build_push_and_caching_registry(
         ),
     )
     await handlers.registry_changed(change, DELIVERY)
-    assert await recommended(redis_client, keys) == ["cache.example.com/team/app:main"]
+    assert await recommended(redis_client, keys) == [
+        f"cache.example.com/team/app@{DIGEST}"
+    ]
 
 
 async def test_consumer_specs(

@@ -6,6 +6,7 @@ import pytest
 
 from cache_svc.records import ImageRecord, PushedReference, normalize_platform
 from cache_svc.records.layout import key_part
+from cache_svc.records.model import split_reference
 from cache_svc.selection import IndexedImage, Match, recommend
 
 pytestmark = pytest.mark.unit
@@ -24,6 +25,7 @@ def image(
     minutes: int,
     *,
     refs: tuple[tuple[str, str, int], ...] = (),
+    internal: str = "internal:5000",
 ) -> IndexedImage:
     """Image ``n`` built on ``branch`` at T0+minutes, pushed as ``refs``.
 
@@ -33,7 +35,7 @@ def image(
         account_id="a",
         repository="team/app",
         digest=digest(n),
-        source=f"internal:5000/team/app@{digest(n)}",
+        source=f"{internal}/team/app@{digest(n)}",
         built_at=T0 + timedelta(minutes=minutes),
         branch=branch,
         revision=f"rev{n}",
@@ -163,12 +165,12 @@ class TestChoice:
 
 
 class TestReferences:
-    """How each candidate's references are ordered."""
+    """How each candidate's references are pinned and ordered."""
 
     REFS = (
         ("hub.example/team/app:old", "hub", 1),
         ("cache.example/team/app:main", "cache", 2),
-        ("hub.example/team/app:new", "hub", 3),
+        ("mirror.example/team/app:new", "mirror", 3),
     )
 
     def test_caching_registry_first_then_newest_push(self) -> None:
@@ -182,13 +184,13 @@ class TestReferences:
         )
         refs = [r.reference for r in result.candidates[0].references]
         assert refs == [
-            "cache.example/team/app:main",
-            "hub.example/team/app:new",
-            "hub.example/team/app:old",
+            f"cache.example/team/app@{digest(1)}",
+            f"mirror.example/team/app@{digest(1)}",
+            f"hub.example/team/app@{digest(1)}",
             f"internal:5000/team/app@{digest(1)}",
         ]
         assert result.candidates[0].references[-1].registry is None
-        assert result.references == ["cache.example/team/app:main"]
+        assert result.references == [f"cache.example/team/app@{digest(1)}"]
 
     def test_without_caching_registry_newest_push_first(self) -> None:
         """No caching registry known: order by push time."""
@@ -199,7 +201,80 @@ class TestReferences:
             on_default_branch=[image(1, "main", 0, refs=self.REFS)],
             caching_registry=None,
         )
-        assert result.references == ["hub.example/team/app:new"]
+        assert result.references == [f"mirror.example/team/app@{digest(1)}"]
+
+    def test_moved_tag_is_not_recommended_for_the_older_image(self) -> None:
+        """Both images were pushed as ``:main``; each candidate pins its own."""
+        main = ("hub.example/team/app:main", "hub", 0)
+        result = recommend(
+            branch="feat",
+            default_branch="main",
+            on_branch=[image(1, "feat", 1, refs=(main,))],
+            on_default_branch=[image(2, "main", 5, refs=(main,))],
+            caching_registry=None,
+        )
+        assert result.references == [
+            f"hub.example/team/app@{digest(1)}",
+            f"hub.example/team/app@{digest(2)}",
+        ]
+        assert [c.references[0].tags for c in result.candidates] == [
+            ("main",),
+            ("main",),
+        ]
+
+    def test_tags_of_one_repository_become_one_reference(self) -> None:
+        """Equal once pinned: listed once, with every tag and the newest push."""
+        refs = (
+            ("127.0.0.1:5000/team/app:v1", "local", 1),
+            ("127.0.0.1:5000/team/app:main", "local", 4),
+            ("127.0.0.1:5000/team/app:latest", "local", 2),
+            ("hub.example/team/app:main", "hub", 3),
+        )
+        result = recommend(
+            branch=None,
+            default_branch="main",
+            on_branch=[],
+            on_default_branch=[image(1, "main", 0, refs=refs)],
+            caching_registry=None,
+        )
+        [candidate] = result.candidates
+        assert [(r.reference, r.registry, r.tags) for r in candidate.references] == [
+            (f"127.0.0.1:5000/team/app@{digest(1)}", "local", ("latest", "main", "v1")),
+            (f"hub.example/team/app@{digest(1)}", "hub", ("main",)),
+            (f"internal:5000/team/app@{digest(1)}", None, ()),
+        ]
+        assert candidate.references[0].pushed_at == T0 + timedelta(minutes=4)
+
+    def test_push_into_the_internal_repository_is_listed_once(self) -> None:
+        """A pushed reference equal to the internal one replaces it."""
+        refs = (("internal:5000/team/app:main", "internal", 1),)
+        result = recommend(
+            branch=None,
+            default_branch="main",
+            on_branch=[],
+            on_default_branch=[image(1, "main", 0, refs=refs)],
+            caching_registry=None,
+        )
+        [candidate] = result.candidates
+        assert [(r.reference, r.registry) for r in candidate.references] == [
+            (f"internal:5000/team/app@{digest(1)}", "internal")
+        ]
+
+    @pytest.mark.parametrize(
+        ("reference", "expected"),
+        [
+            ("hub.example/team/app:main", ("hub.example/team/app", "main")),
+            ("127.0.0.1:5000/team/app:v1", ("127.0.0.1:5000/team/app", "v1")),
+            ("127.0.0.1:5000/team/app", ("127.0.0.1:5000/team/app", None)),
+            (f"h:1/team/app:t@{digest(1)}", ("h:1/team/app", "t")),
+            (f"h:1/team/app@{digest(1)}", ("h:1/team/app", None)),
+        ],
+    )
+    def test_split_reference(
+        self, reference: str, expected: tuple[str, str | None]
+    ) -> None:
+        """A port's ``:`` is never taken for a tag."""
+        assert split_reference(reference) == expected
 
     def test_unpushed_image_offers_internal_reference(self) -> None:
         """An image never pushed is pulled from the internal registry."""
@@ -212,7 +287,7 @@ class TestReferences:
         )
         assert result.references == [
             f"internal:5000/team/app@{digest(1)}",
-            "cache.example/team/app:main",
+            f"cache.example/team/app@{digest(2)}",
         ]
 
 

@@ -1,9 +1,10 @@
 """Recording image metadata in real Redis and reading recommendations back."""
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis.asyncio
@@ -256,7 +257,7 @@ async def test_references_and_caching_registry(cache: Cache) -> None:
     await cache.store.record_push(ACCOUNT, pushed(1, "cache", ["main"]), at(1))
     await cache.store.record_push(ACCOUNT, pushed(1, "hub", ["main", "v1"]), at(2))
     result = await cache.recommendation(None)
-    assert result.references == ["hub.example.com/team/app:main"]
+    assert result.references == [f"hub.example.com/team/app@{digest(1)}"]
 
     change = RegistryChange(
         change="updated",
@@ -270,14 +271,86 @@ async def test_references_and_caching_registry(cache: Cache) -> None:
     )
     result = await cache.recommendation(None)
     [candidate] = result.candidates
-    assert [r.reference for r in candidate.references] == [
-        "cache.example.com/team/app:main",
-        "hub.example.com/team/app:main",
-        "hub.example.com/team/app:v1",
-        f"internal:5000/team/app@{digest(1)}",
+    assert [(r.reference, r.tags) for r in candidate.references] == [
+        (f"cache.example.com/team/app@{digest(1)}", ("main",)),
+        (f"hub.example.com/team/app@{digest(1)}", ("main", "v1")),
+        (f"internal:5000/team/app@{digest(1)}", ()),
     ]
     assert candidate.revision == "rev1"
     assert candidate.build_id == "b1"
+
+
+async def test_moved_tag_pins_each_image_to_its_own_digest(cache: Cache) -> None:
+    """``:main`` now points at image 2; image 1 is still offered as itself."""
+    await cache.store.record_build(ACCOUNT, build(1, "feat"), at(0))
+    await cache.store.record_push(ACCOUNT, pushed(1, "hub", ["main"]), at(1))
+    await cache.store.record_build(ACCOUNT, build(2, "main"), at(2))
+    await cache.store.record_push(ACCOUNT, pushed(2, "hub", ["main"]), at(3))
+    result = await cache.recommendation("feat")
+    assert [(c.digest, c.revision) for c in result.candidates] == [
+        (digest(1), "rev1"),
+        (digest(2), "rev2"),
+    ]
+    assert result.references == [
+        f"hub.example.com/team/app@{digest(1)}",
+        f"hub.example.com/team/app@{digest(2)}",
+    ]
+
+
+class CountingConnection(redis.asyncio.Connection):
+    """A real connection that counts the requests it writes (round trips)."""
+
+    sent: ClassVar[int] = 0
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """Count, then send as usual."""
+        type(self).sent += 1
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+async def counting_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client on the test Redis whose connections count round trips."""
+    client = redis.asyncio.Redis.from_url(
+        redis_url, connection_class=CountingConnection
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_recommendation_takes_two_round_trips(
+    cache: Cache, counting_client: redis.asyncio.Redis
+) -> None:
+    """Indexes and account together, then every image hash: two requests."""
+    await cache.store.record_build(ACCOUNT, build(1, "main"), at(0))
+    await cache.store.record_build(ACCOUNT, build(2, "feat"), at(1))
+    await cache.store.record_build(ACCOUNT, build(1, "feat"), at(2))
+    reader = RecommendationReader(counting_client, cache.keys)
+    await counting_client.ping()  # connect (and its handshake) before counting
+    CountingConnection.sent = 0
+    result = await reader.recommend(
+        account_id=ACCOUNT,
+        repository=REPO,
+        platform=AMD64,
+        branch="feat",
+        default_branch="main",
+    )
+    assert [c.digest for c in result.candidates] == [digest(1)]
+    assert CountingConnection.sent == 2
+    CountingConnection.sent = 0
+    empty = await reader.recommend(
+        account_id=ACCOUNT,
+        repository=REPO,
+        platform=ARM64,
+        branch="feat",
+        default_branch="main",
+    )
+    assert empty.candidates == ()
+    assert CountingConnection.sent == 1
 
 
 async def test_failed_push_is_not_recorded(cache: Cache) -> None:
@@ -349,15 +422,32 @@ async def test_same_digest_on_two_branches(cache: Cache) -> None:
 
 
 async def test_concurrent_writers_lose_nothing(cache: Cache) -> None:
-    """A build and many pushes of one image racing all land (WATCH retries)."""
-    writes = [
-        cache.store.record_push(ACCOUNT, pushed(1, f"r{i}", ["t"], [AMD64]), at(i + 1))
-        for i in range(12)
+    """Racing writers of one image merge into the same fields; none is lost.
+
+    Every build adds its branch to ``builds`` and every push its platform to
+    ``platforms``: without WATCH a writer overwrites what another merged in
+    between its read and its write.
+    """
+    branches = [f"b{i}" for i in range(6)]
+    platforms = [f"linux/arch{i}" for i in range(6)]
+    builds = [
+        cache.store.record_build(ACCOUNT, build(1, name, []), at(i))
+        for i, name in enumerate(branches)
     ]
-    results = await asyncio.gather(
-        cache.store.record_build(ACCOUNT, build(1, "main", []), at(0)), *writes
-    )
-    assert all(results)
-    result = await cache.recommendation("main")
-    [candidate] = result.candidates
-    assert len(candidate.references) == 13  # twelve registries and the internal one
+    pushes = [
+        cache.store.record_push(
+            ACCOUNT, pushed(1, f"r{i}", ["t"], [platform]), at(10 + i)
+        )
+        for i, platform in enumerate(platforms)
+    ]
+    assert all(await asyncio.gather(*builds, *pushes))
+
+    image = await cache.client.hgetall(cache.keys.image(ACCOUNT, REPO, digest(1)))
+    assert sorted(json.loads(image[b"builds"])) == branches
+    assert json.loads(image[b"platforms"]) == platforms
+    for name in branches:
+        for platform in platforms:
+            result = await cache.recommendation(name, platform, default_branch=name)
+            [candidate] = result.candidates
+            assert candidate.digest == digest(1)
+            assert len(candidate.references) == 7  # six registries, internal

@@ -1,6 +1,7 @@
 """The resolver's handlers against real Redis, publishing to a recording producer."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio
@@ -23,7 +24,7 @@ from regflow.events import (
     StepCompletedEvent,
 )
 from regflow.kafka import Delivery, RecordingProducer
-from regflow.metrics import PushMetrics
+from regflow.metrics import UNRESOLVED_REGISTRY, PushMetrics
 from regflow.redis import RedisKeys
 from resolver_svc.app import consumer_specs
 from resolver_svc.handler import ResolverHandlers
@@ -60,8 +61,15 @@ class Harness:
             registry_grace_seconds=grace_seconds,
         )
 
-    async def connect(self, name: str, version: int, *, default: str | None) -> None:
-        """Deliver a 'created' registry change."""
+    async def connect(
+        self,
+        name: str,
+        version: int,
+        *,
+        default: str | None,
+        applied_at: datetime | None = None,
+    ) -> None:
+        """Deliver a 'created' registry change (as if applied at ``applied_at``)."""
         event = RegistryChangedEvent.new(
             producer="config-svc",
             account_id=ACCOUNT,
@@ -74,7 +82,23 @@ class Harness:
                 default_registry=default,
             ),
         )
-        await self.handlers.registry_changed(event, DELIVERY)
+        handlers = self.handlers
+        if applied_at is not None:
+            handlers = ResolverHandlers(
+                registries=RegistryViewStore(
+                    self.redis, self.keys, clock=lambda: applied_at
+                ),
+                producer=self.producer,
+            )
+        await handlers.registry_changed(event, DELIVERY)
+
+    async def counter_keys(self) -> set[str]:
+        """Every push-counter key under the test's prefix, without the prefix."""
+        prefix = self.keys.key("metrics", "pushes", "")
+        return {
+            key.decode().removeprefix(prefix)
+            async for key in self.redis.scan_iter(match=prefix + "*")
+        }
 
 
 def step_event(**push: object) -> StepCompletedEvent:
@@ -150,8 +174,32 @@ async def test_unknown_registry_becomes_failed_result(harness: Harness) -> None:
     assert result.data.outcome.reason is FailureReason.UNRESOLVED
     assert "quay" in result.data.outcome.message
     assert PUSH_RESULTS.key(result) == f"{ACCOUNT}/b-9"
-    counts = await harness.metrics.read(ACCOUNT, "quay")
+    counts = await harness.metrics.read(ACCOUNT, UNRESOLVED_REGISTRY)
     assert counts["failed"] == 1
+    # The account has no "quay": no counters are made up for it.
+    assert await harness.counter_keys() == {f"{ACCOUNT}:{UNRESOLVED_REGISTRY}"}
+
+
+@pytest.mark.parametrize("registry", ["${{NOPE}}", "${{CF_BRANCH}}-x", "${{"])
+async def test_made_up_registry_names_make_no_counters(
+    harness: Harness, registry: str
+) -> None:
+    """Whatever a step names (expanded or not), failures count under ``-``."""
+    await harness.connect("harbor", 1, default="harbor")
+    await harness.handlers.step_completed(step_event(registry=registry), DELIVERY)
+    [result] = harness.producer.events(PUSH_RESULTS)
+    assert result.data.outcome.status == "failed"
+    assert await harness.counter_keys() == {f"{ACCOUNT}:{UNRESOLVED_REGISTRY}"}
+
+
+async def test_failure_on_a_known_registry_counts_under_it(harness: Harness) -> None:
+    """A bad name for one of the account's registries is that registry's failure."""
+    await harness.connect("harbor", 1, default="harbor")
+    await harness.handlers.step_completed(step_event(image_name="Team/App"), DELIVERY)
+    [result] = harness.producer.events(PUSH_RESULTS)
+    assert result.data.outcome.status == "failed"
+    assert (await harness.metrics.read(ACCOUNT, "harbor"))["failed"] == 1
+    assert await harness.counter_keys() == {f"{ACCOUNT}:harbor"}
 
 
 async def test_redelivered_unresolved_step_counts_once(harness: Harness) -> None:
@@ -163,7 +211,7 @@ async def test_redelivered_unresolved_step_counts_once(harness: Harness) -> None
 
     first, second = harness.producer.events(PUSH_RESULTS)
     assert first.data.push_id == second.data.push_id
-    assert (await harness.metrics.read(ACCOUNT, "quay"))["failed"] == 1
+    assert (await harness.metrics.read(ACCOUNT, UNRESOLVED_REGISTRY))["failed"] == 1
 
 
 async def test_registry_change_reaches_later_steps(harness: Harness) -> None:
@@ -191,6 +239,42 @@ async def test_step_waits_for_a_registry_change_in_flight(harness: Harness) -> N
     assert harness.producer.events(PUSH_RESULTS) == []
     [command] = harness.producer.events(PUSH_COMMANDS)
     assert command.data.destination.registry == "fresh"
+
+
+async def test_step_waits_for_a_change_following_a_recent_one(
+    harness: Harness,
+) -> None:
+    """A view changed a moment ago may have more changes on their way."""
+    await harness.connect("first", 1, default=None)
+    patient = harness.patient(grace_seconds=10)
+
+    async def set_default_soon() -> None:
+        await asyncio.sleep(0.5)
+        await harness.connect("second", 2, default="second")
+
+    await asyncio.gather(
+        patient.step_completed(step_event(), DELIVERY), set_default_soon()
+    )
+    assert harness.producer.events(PUSH_RESULTS) == []
+    [command] = harness.producer.events(PUSH_COMMANDS)
+    assert command.data.destination.registry == "second"
+
+
+async def test_settled_account_without_default_fails_at_once(
+    harness: Harness,
+) -> None:
+    """No default and no recent change: nothing to wait for, even with a long grace."""
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    await harness.connect("harbor", 1, default=None, applied_at=long_ago)
+    patient = harness.patient(grace_seconds=60)
+    async with asyncio.timeout(5):
+        await patient.step_completed(step_event(), DELIVERY)
+        await patient.step_completed(step_event(registry="quay"), DELIVERY)
+    no_default, unknown = harness.producer.events(PUSH_RESULTS)
+    assert isinstance(no_default.data.outcome, PushFailed)
+    assert "default" in no_default.data.outcome.message
+    assert isinstance(unknown.data.outcome, PushFailed)
+    assert "quay" in unknown.data.outcome.message
 
 
 async def test_grace_does_not_delay_other_problems(harness: Harness) -> None:

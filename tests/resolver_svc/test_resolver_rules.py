@@ -357,13 +357,13 @@ class TestDockerHub:
         command = only(resolve(step(registry="hub", image_name="kostis/demo")))
         assert command.destination.references == ["docker.io/kostis/demo:latest"]
 
-    def test_missing_domain_defaults_to_docker_io(self) -> None:
-        """Docker Hub's domain is implicit."""
+    def test_missing_domain_is_a_broken_view(self) -> None:
+        """The store always keeps docker.io; an empty domain is not filled in."""
         hub = RegistryView(name="hub", provider=Provider.DOCKERHUB, domain="")
-        command = only(
-            resolve(step(image_name="kostis/demo"), registries(hub, default="hub"))
-        )
-        assert command.destination.domain == "docker.io"
+        error = failure(step(image_name="kostis/demo"), registries(hub, default="hub"))
+        assert error.problem is ResolutionProblem.REGISTRY_MISCONFIGURED
+        assert error.registry == "hub"
+        assert "has no domain" in error.message
 
     @pytest.mark.parametrize("image_name", ["demo", "org/team/demo"])
     def test_other_shapes_fail_clearly(self, image_name: str) -> None:

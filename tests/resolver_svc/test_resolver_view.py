@@ -1,6 +1,7 @@
 """The registry view in real Redis: versioned, atomic, redelivery-proof."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio
@@ -50,6 +51,35 @@ async def test_empty_account(store: RegistryViewStore) -> None:
     assert current.version == 0
     assert current.registries == {}
     assert current.default_registry is None
+
+
+async def test_changed_at_is_the_time_of_the_last_applied_change(
+    redis_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    """Applying stamps the view; a redelivered (ignored) change does not."""
+    moments = iter(
+        datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=m) for m in (1, 2, 3)
+    )
+    store = RegistryViewStore(
+        redis_client, RedisKeys(redis_prefix), clock=lambda: next(moments)
+    )
+    assert (await store.load(ACCOUNT)).changed_at is None
+    await store.apply(ACCOUNT, change("created", 1, view("a")))
+    await store.apply(ACCOUNT, change("created", 2, view("b")))
+    await store.apply(ACCOUNT, change("created", 2, view("b")))
+    current = await store.load(ACCOUNT)
+    assert current.changed_at == datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
+
+
+async def test_view_without_changed_at_reads_as_settled(
+    store: RegistryViewStore, redis_client: redis.asyncio.Redis
+) -> None:
+    """A view written before ``changed_at`` existed is not waited on."""
+    await store.apply(ACCOUNT, change("created", 1, view("a")))
+    await redis_client.hdel(store.account_key(ACCOUNT), "changed_at")
+    current = await store.load(ACCOUNT)
+    assert current.changed_at is None
+    assert current.settled(datetime.now(UTC), timedelta(hours=1))
 
 
 async def test_create_update_delete(store: RegistryViewStore) -> None:

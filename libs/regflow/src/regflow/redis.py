@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import overload
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,6 +31,17 @@ class RedisKeys:
 def create_redis(url: str) -> Redis:
     """A client for ``url``; values come back as bytes (callers decode JSON)."""
     return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+@overload
+def as_text(value: bytes | str) -> str: ...
+@overload
+def as_text(value: None) -> None: ...
+@overload
+def as_text(value: bytes | str | None) -> str | None: ...
+def as_text(value: bytes | str | None) -> str | None:
+    """A Redis reply value as text: UTF-8 bytes decoded, str and None unchanged."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @asynccontextmanager

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import structlog
@@ -18,9 +20,9 @@ from regflow.events import (
     StepCompletedEvent,
 )
 from regflow.kafka import Delivery, EventProducer
-from regflow.metrics import PushMetrics
+from regflow.metrics import UNRESOLVED_REGISTRY, PushMetrics
 from regflow.redis import redis_errors
-from resolver_svc.registries import RegistryViewStore
+from resolver_svc.registries import AccountRegistries, RegistryViewStore
 from resolver_svc.rules import (
     ResolutionError,
     ResolutionProblem,
@@ -34,11 +36,17 @@ SERVICE_NAME: Final = "resolver-svc"
 
 # Problems that a registry change still on its way would cure: a step that
 # names a registry created a moment ago can overtake that change, because the
-# two travel on different topics.
+# two travel on different topics. Only worth waiting for while the account's
+# view is unseen or has just changed; otherwise (an account that simply has no
+# default registry) waiting would hold the partition for nothing.
 _REGISTRY_PROBLEMS: Final = frozenset(
     {ResolutionProblem.UNKNOWN_REGISTRY, ResolutionProblem.NO_DEFAULT_REGISTRY}
 )
 _GRACE_POLL_SECONDS: Final = 0.25
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class ResolverHandlers:
@@ -58,12 +66,14 @@ class ResolverHandlers:
         metrics: PushMetrics | None = None,
         service_name: str = SERVICE_NAME,
         registry_grace_seconds: float = 0.0,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._registries = registries
         self._producer = producer
         self._metrics = metrics
         self._service_name = service_name
         self._registry_grace = registry_grace_seconds
+        self._clock = clock
 
     async def registry_changed(
         self, event: RegistryChangedEvent, delivery: Delivery
@@ -91,24 +101,36 @@ class ResolverHandlers:
             offset=delivery.offset,
         )
 
-    async def _resolve(self, event: StepCompletedEvent) -> list[PushCommand]:
+    async def _resolve(
+        self, event: StepCompletedEvent
+    ) -> tuple[AccountRegistries, list[PushCommand] | ResolutionError]:
         """Resolve against the view; wait out a registry change still on its way.
 
-        Registry problems are re-checked for up to ``registry_grace_seconds``,
-        holding the partition that long at most; other problems fail at once.
+        Returns the view last read and the commands, or the error if the step
+        cannot be resolved. A registry problem is re-checked for up to
+        ``registry_grace_seconds`` (holding the partition that long at most)
+        only when the account's view was never seen or changed within that
+        grace; otherwise, and for every other problem, it fails at once.
         """
-        deadline = time.monotonic() + self._registry_grace
+        deadline: float | None = None
+        grace = timedelta(seconds=self._registry_grace)
         while True:
             registries = await self._registries.load(event.account_id)
             try:
-                return resolve_step(
+                commands = resolve_step(
                     event.data, registries, step_event_id=event.event_id
                 )
             except ResolutionError as exc:
-                if exc.problem not in _REGISTRY_PROBLEMS or (
-                    time.monotonic() >= deadline
-                ):
-                    raise
+                if exc.problem not in _REGISTRY_PROBLEMS:
+                    return registries, exc
+                if deadline is None:
+                    if registries.settled(self._clock(), grace):
+                        return registries, exc
+                    deadline = time.monotonic() + self._registry_grace
+                if time.monotonic() >= deadline:
+                    return registries, exc
+            else:
+                return registries, commands
             await asyncio.sleep(_GRACE_POLL_SECONDS)
 
     async def step_completed(
@@ -121,31 +143,9 @@ class ResolverHandlers:
         the push ids are the same, so nothing is pushed twice).
         """
         step = event.data
-        try:
-            commands = await self._resolve(event)
-        except ResolutionError as exc:
-            result = unresolved_result(step, exc, step_event_id=event.event_id)
-            await self._producer.publish(
-                PUSH_RESULTS,
-                PushResultEvent.new(
-                    producer=self._service_name,
-                    account_id=event.account_id,
-                    data=result,
-                    causation=event,
-                ),
-            )
-            if self._metrics is not None:
-                async with redis_errors("counting an unresolved step"):
-                    await self._metrics.record_push_once(
-                        result.push_id, event.account_id, exc.registry, succeeded=False
-                    )
-            log.debug(
-                "step unresolved",
-                step=step.step_name,
-                problem=exc.problem.value,
-                registry=exc.registry,
-                reason=exc.message,
-            )
+        registries, commands = await self._resolve(event)
+        if isinstance(commands, ResolutionError):
+            await self._publish_unresolved(event, registries, commands)
             return
 
         for command in commands:
@@ -165,4 +165,42 @@ class ResolverHandlers:
             status=step.status,
             push_ids=[c.push_id for c in commands],
             offset=delivery.offset,
+        )
+
+    async def _publish_unresolved(
+        self,
+        event: StepCompletedEvent,
+        registries: AccountRegistries,
+        exc: ResolutionError,
+    ) -> None:
+        """Publish the step's failed result and count it once."""
+        step = event.data
+        result = unresolved_result(step, exc, step_event_id=event.event_id)
+        await self._producer.publish(
+            PUSH_RESULTS,
+            PushResultEvent.new(
+                producer=self._service_name,
+                account_id=event.account_id,
+                data=result,
+                causation=event,
+            ),
+        )
+        if self._metrics is not None:
+            # Only the account's own registries get counters: any other name
+            # the step gave (even an unexpanded ``${{X}}``) would create a key
+            # per spelling.
+            if exc.registry in registries.registries:
+                registry = exc.registry
+            else:
+                registry = UNRESOLVED_REGISTRY
+            async with redis_errors("counting an unresolved step"):
+                await self._metrics.record_push_once(
+                    result.push_id, event.account_id, registry, succeeded=False
+                )
+        log.debug(
+            "step unresolved",
+            step=step.step_name,
+            problem=exc.problem.value,
+            registry=exc.registry,
+            reason=exc.message,
         )

@@ -1,4 +1,8 @@
-"""HTTP API: cache recommendations for a build about to start."""
+"""HTTP API: cache recommendations for a build about to start.
+
+Every recommended reference is pinned by digest, so what a build pulls is the
+image the candidate describes, even after its tags have moved.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +29,16 @@ router = APIRouter(prefix="/v1", tags=["cache"])
 
 
 class ReferenceOut(BaseModel):
-    """One pullable reference of a candidate (``registry`` null: internal)."""
+    """One pullable reference of a candidate, pinned by digest.
+
+    ``registry`` is null for the internal registry; ``tags`` are the tags the
+    image was pushed under there, for information only (tags move).
+    """
 
     reference: str
     registry: str | None
     pushed_at: datetime | None
+    tags: list[str]
 
 
 class CandidateOut(BaseModel):
@@ -59,7 +68,10 @@ class CandidateOut(BaseModel):
             platforms=list(candidate.platforms),
             references=[
                 ReferenceOut(
-                    reference=r.reference, registry=r.registry, pushed_at=r.pushed_at
+                    reference=r.reference,
+                    registry=r.registry,
+                    pushed_at=r.pushed_at,
+                    tags=list(r.tags),
                 )
                 for r in candidate.references
             ],
@@ -67,7 +79,7 @@ class CandidateOut(BaseModel):
 
 
 class RecommendationOut(BaseModel):
-    """References to pass to ``--cache-from`` in order, and why each was chosen."""
+    """Digest-pinned references for ``--cache-from`` in order, and why each."""
 
     references: list[str]
     candidates: list[CandidateOut]

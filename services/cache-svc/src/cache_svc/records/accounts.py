@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from redis.asyncio import Redis
 
 from cache_svc.records.layout import CacheKeys
-from cache_svc.records.model import decode_hash
 from regflow.events import RegistryChange
 from regflow.redis import redis_errors
 
@@ -44,11 +44,7 @@ class AccountRegistryStore:
             )
         return bool(applied)
 
-    async def caching_registry(self, account_id: str) -> str | None:
-        """The account's caching registry name, if it has one.
 
-        Raises TransientError when Redis is unavailable.
-        """
-        async with redis_errors("reading the caching registry"):
-            raw = await self._redis.hgetall(self._keys.account(account_id))
-        return decode_hash(raw).get("caching_registry") or None
+def caching_registry_of(account: Mapping[str, str]) -> str | None:
+    """The caching registry name in a decoded account hash, if it has one."""
+    return account.get("caching_registry") or None

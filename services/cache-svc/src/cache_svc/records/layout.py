@@ -28,7 +28,8 @@ digest is always the last part. Times are epoch milliseconds, as decimal text.
     layers         JSON array of layer digests, from the newest push result
     ref:<ref>      JSON ``{"registry", "pushed_at", "digest"}`` per pushed
                    reference ``domain/repository:tag``; ``pushed_at`` is the
-                   newest push of that reference
+                   newest push of that reference. Recommendations pin it as
+                   ``domain/repository@<digest>`` (the tag may move).
     ============== =============================================================
 
     Expires ``retention`` after the newest of its build and push times.

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from regflow.redis import as_text
+
 REF_FIELD: Final = "ref:"
 
 
@@ -21,14 +23,36 @@ def from_millis(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """``(domain/repository, tag or None)`` of ``domain/repository[:tag][@digest]``.
+
+    A ``:`` before the last ``/`` belongs to the domain's port, not a tag.
+    """
+    name = reference.split("@", 1)[0]
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        return name[:colon], name[colon + 1 :]
+    return name, None
+
+
 @dataclass(frozen=True)
 class PushedReference:
-    """One reference an image was pushed under."""
+    """One reference an image was pushed under (``domain/repository:tag``)."""
 
     reference: str
     registry: str
     pushed_at: datetime
     digest: str
+
+    @property
+    def pinned(self) -> str:
+        """``domain/repository@digest``: what was pushed, however the tag moves."""
+        return f"{split_reference(self.reference)[0]}@{self.digest}"
+
+    @property
+    def tag(self) -> str | None:
+        """The tag it was pushed under (it may point elsewhere by now)."""
+        return split_reference(self.reference)[1]
 
 
 @dataclass(frozen=True)
@@ -89,8 +113,4 @@ class ImageRecord:
 
 def decode_hash(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
     """A Redis hash reply as text."""
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return {as_text(k): as_text(v) for k, v in raw.items()}

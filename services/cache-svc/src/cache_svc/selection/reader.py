@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
-from cache_svc.records.accounts import AccountRegistryStore
+from cache_svc.records.accounts import caching_registry_of
 from cache_svc.records.layout import CacheKeys
 from cache_svc.records.model import ImageRecord, decode_hash, from_millis
 from cache_svc.selection.rule import IndexedImage, Recommendation, recommend
-from regflow.redis import redis_errors
+from regflow.redis import as_text, redis_errors
+
+# Index entries of one branch: (digest, built_at score), newest first.
+_Entries = list[tuple[str, float]]
 
 
 class RecommendationReader:
@@ -19,7 +23,6 @@ class RecommendationReader:
     def __init__(self, redis: Redis, keys: CacheKeys, *, scan_limit: int = 8) -> None:
         self._redis = redis
         self._keys = keys
-        self._accounts = AccountRegistryStore(redis, keys)
         # Newest entries read per branch: more than one, because an entry whose
         # image hash has expired is skipped.
         self._scan_limit = scan_limit
@@ -35,55 +38,71 @@ class RecommendationReader:
     ) -> Recommendation:
         """The recommendation for one build; empty when nothing matches.
 
-        ``platform`` must already be normalized. Read-only; at most three round
-        trips. Raises TransientError when Redis is unavailable.
+        ``platform`` must already be normalized. Read-only; at most two round
+        trips (the branch indexes with the account's caching registry, then the
+        image hashes they name; none when the indexes are empty). Not a snapshot:
+        an image expiring in between is skipped. Raises TransientError when Redis
+        is unavailable.
         """
-        on_branch: list[IndexedImage] = []
+        branches = [default_branch]
         if branch is not None and branch != default_branch:
-            on_branch = await self.newest_on_branch(
-                account_id, repository, platform, branch
-            )
-        on_default = await self.newest_on_branch(
-            account_id, repository, platform, default_branch
-        )
-        caching_registry = await self._accounts.caching_registry(account_id)
+            branches.append(branch)
+        async with redis_errors("reading cache recommendations"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in branches:
+                    index = self._keys.branch_index(
+                        account_id, repository, platform, name
+                    )
+                    pipe.zrange(
+                        index, 0, self._scan_limit - 1, desc=True, withscores=True
+                    )
+                pipe.hgetall(self._keys.account(account_id))
+                *index_replies, account = await pipe.execute()
+            entries = [_entries(reply) for reply in index_replies]
+            records = await self._records(account_id, repository, entries)
+        found = {
+            name: _indexed(name, branch_entries, records)
+            for name, branch_entries in zip(branches, entries, strict=True)
+        }
         return recommend(
             branch=branch,
             default_branch=default_branch,
-            on_branch=on_branch,
-            on_default_branch=on_default,
-            caching_registry=caching_registry,
+            on_branch=found.get(branch, []) if branch is not None else [],
+            on_default_branch=found[default_branch],
+            caching_registry=caching_registry_of(decode_hash(account)),
         )
 
-    async def newest_on_branch(
-        self, account_id: str, repository: str, platform: str, branch: str
-    ) -> list[IndexedImage]:
-        """The newest images built on ``branch``, newest first (expired skipped)."""
-        index = self._keys.branch_index(account_id, repository, platform, branch)
-        async with redis_errors("reading a branch index"):
-            reply: list[Any] = await self._redis.zrange(
-                index, 0, self._scan_limit - 1, desc=True, withscores=True
-            )
-            entries = [(_text(member), float(score)) for member, score in reply]
-            if not entries:
-                return []
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for digest, _ in entries:
-                    pipe.hgetall(self._keys.image(account_id, repository, digest))
-                hashes = await pipe.execute()
-        images = []
-        for (_, score), raw in zip(entries, hashes, strict=True):
-            if not raw:
-                continue  # expired image metadata: skip; the index entry ages out
-            images.append(
-                IndexedImage(
-                    record=ImageRecord.from_hash(decode_hash(raw)),
-                    branch=branch,
-                    built_at=from_millis(int(score)),
-                )
-            )
-        return images
+    async def _records(
+        self, account_id: str, repository: str, entries: Sequence[_Entries]
+    ) -> dict[str, ImageRecord]:
+        """The image hashes of every indexed digest, in one round trip."""
+        digests = list(dict.fromkeys(d for found in entries for d, _ in found))
+        if not digests:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.hgetall(self._keys.image(account_id, repository, digest))
+            hashes = await pipe.execute()
+        return {
+            digest: ImageRecord.from_hash(decode_hash(raw))
+            for digest, raw in zip(digests, hashes, strict=True)
+            # An empty hash has expired: skip it; its index entry ages out.
+            if raw
+        }
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _entries(reply: list[Any]) -> _Entries:
+    return [(as_text(member), float(score)) for member, score in reply]
+
+
+def _indexed(
+    branch: str, entries: _Entries, records: dict[str, ImageRecord]
+) -> list[IndexedImage]:
+    """The branch's images newest first, those without a hash left out."""
+    return [
+        IndexedImage(
+            record=records[digest], branch=branch, built_at=from_millis(int(score))
+        )
+        for digest, score in entries
+        if digest in records
+    ]

@@ -12,12 +12,17 @@ Rule (hard filters first, then order):
 * Nothing found: no candidates and no references (never an error).
 
 "Newest" is by build time on that branch, ties broken by digest so the answer is
-stable. Each candidate lists every reference it can be pulled by: references in
-the account's caching registry first, then other pushed references newest push
-first, and last the image in the internal registry by digest (where the build
-put it; always there, possibly garbage-collected). The top-level ``references``
-hold the first reference of each candidate, in candidate order, ready to pass
-to ``--cache-from``.
+stable. Each candidate lists every reference it can be pulled by, all pinned by
+digest (``domain/repository@sha256:...``): a tag may have moved to a newer image
+since the push, and pulling it would not give the image whose digest and
+revision the candidate reports. A repository pushed under several tags is one
+pinned reference, which keeps the tags it was pushed under as information.
+References in the account's caching registry come first, then other pushed
+references newest push first, and last the image in the internal registry
+(where the build put it; always there, possibly garbage-collected), unless a
+pushed reference already names it. The top-level ``references`` hold the first
+reference of each candidate, in candidate order, ready to pass to
+``--cache-from``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from cache_svc.records.model import ImageRecord
+from cache_svc.records.model import ImageRecord, PushedReference
 
 
 class Match(StrEnum):
@@ -48,11 +53,17 @@ class IndexedImage:
 
 @dataclass(frozen=True)
 class CandidateReference:
-    """One way to pull a candidate; ``registry`` is None for the internal one."""
+    """One way to pull a candidate, pinned by digest.
+
+    ``registry`` is None for the internal one. ``tags`` are the tags the image
+    was pushed under there (sorted; information only, they may have moved since),
+    and ``pushed_at`` the newest of those pushes.
+    """
 
     reference: str
     registry: str | None
     pushed_at: datetime | None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def _candidate(
     match: Match, image: IndexedImage, caching_registry: str | None
 ) -> Candidate:
     record = image.record
-    pushed = sorted(
+    ranked = sorted(
         record.references,
         key=lambda r: (
             r.registry != caching_registry or caching_registry is None,
@@ -125,15 +136,24 @@ def _candidate(
             r.reference,
         ),
     )
+    # Tags of one repository collapse into one pinned reference, ranked by its
+    # best-ranked push.
+    by_pinned: dict[str, list[PushedReference]] = {}
+    for pushed in ranked:
+        by_pinned.setdefault(pushed.pinned, []).append(pushed)
     references = [
         CandidateReference(
-            reference=r.reference, registry=r.registry, pushed_at=r.pushed_at
+            reference=pinned,
+            registry=group[0].registry,
+            pushed_at=max(r.pushed_at for r in group),
+            tags=tuple(sorted({r.tag for r in group if r.tag is not None})),
         )
-        for r in pushed
+        for pinned, group in by_pinned.items()
     ]
-    references.append(
-        CandidateReference(reference=record.source, registry=None, pushed_at=None)
-    )
+    if record.source not in by_pinned:
+        references.append(
+            CandidateReference(reference=record.source, registry=None, pushed_at=None)
+        )
     return Candidate(
         match=match,
         digest=record.digest,

@@ -18,22 +18,30 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from regflow.events import Provider, RegistryView
+from regflow.events import RegistryView
 from regflow.events.common import REPOSITORY_RE, TAG_RE
 from regflow.registries.rules import is_docker_hub
 from resolver_svc.rules.errors import ResolutionError, ResolutionProblem
 
-DOCKER_HUB_DOMAIN: Final = "docker.io"
 _REPOSITORY_MAX_LENGTH: Final = 255
 _DOCKER_HUB_COMPONENTS: Final = 2
 
 
 def registry_domain(registry: RegistryView) -> str:
-    """The host images are pushed to; Docker Hub's is implicit."""
+    """The host images are pushed to, as the integration stores it.
+
+    The registry store always keeps a resolved domain (Docker Hub's included),
+    so an empty one is a broken view, not a default to fill in: it raises
+    ResolutionError (REGISTRY_MISCONFIGURED), as does a domain with a path.
+    """
     domain = registry.domain.strip().rstrip("/")
-    if not domain and registry.provider is Provider.DOCKERHUB:
-        return DOCKER_HUB_DOMAIN
-    if not domain or "/" in domain:
+    if not domain:
+        raise ResolutionError(
+            ResolutionProblem.REGISTRY_MISCONFIGURED,
+            f"registry {registry.name!r} has no domain; set one on the integration",
+            registry=registry.name,
+        )
+    if "/" in domain:
         raise ResolutionError(
             ResolutionProblem.REGISTRY_MISCONFIGURED,
             f"registry {registry.name!r} has no usable domain ({registry.domain!r}); "
