@@ -7,16 +7,16 @@ registry with basic auth and times three copies into it:
 - cold: into an empty registry (every blob moves);
 - warm: the same image into the same repository again (nothing to move);
 - cross-repo: into another repository of that registry, which holds the blobs
-  elsewhere (skopeo mounts them when its local blob-info cache knows where they
-  are; regflow does not mount yet and uploads them again).
+  elsewhere (both mount them: skopeo when its local blob-info cache knows where
+  they are, regflow from the locations its engine remembers).
 
 Prints medians and the regflow/skopeo ratios and writes every sample to
 ``.bench/push.json``. Run with ``python -m benchmarks.push``.
 
 regflow is timed in-process (no interpreter start-up), skopeo as a process
 (its start-up is included, a few tens of milliseconds). Peak RSS of skopeo is
-per process (``wait4``); regflow's is the benchmark process's own high-water
-mark, measured before and after its copies.
+its process's VmHWM, sampled while it runs; regflow's is the benchmark
+process's own high-water mark, measured before and after its copies.
 """
 
 from __future__ import annotations

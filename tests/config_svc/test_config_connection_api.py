@@ -10,6 +10,7 @@ import pytest
 
 from config_svc.registries.connection import ConnectionTester
 from deploy.stack import free_port
+from regflow.settings import CommonSettings
 from tests.config_svc.support import LeakGuard
 from tests.support.token_server import TokenServer, TokenUser
 
@@ -154,8 +155,9 @@ async def test_https_is_used_unless_the_host_is_listed_insecure(
 ) -> None:
     """A plain-HTTP registry not listed as insecure fails (TLS), as a network error."""
     registry = registry_factory("none")
-    secure_only = ConnectionTester(frozenset(), timeout=5.0)
+    secure_only = ConnectionTester(lambda _: False, timeout=5.0)
     result = await secure_only.test(registry.host, None)
     assert result.reason == "network"
-    by_port = ConnectionTester(frozenset({registry.host}), timeout=5.0)
+    listed = CommonSettings(insecure_registries=registry.host)
+    by_port = ConnectionTester(listed.is_insecure_registry, timeout=5.0)
     assert (await by_port.test(registry.host, None)).ok

@@ -5,9 +5,14 @@ from typing import Any
 import httpx
 import pytest
 
-from regflow.events import REGISTRY_CHANGES
+from regflow.events import REGISTRY_CHANGES, Provider
 from regflow.kafka import RecordingProducer
-from regflow.registries import outbox_key
+from regflow.registries import (
+    RegistryStore,
+    SecretBox,
+    credentials_from,
+    outbox_key,
+)
 from regflow.service import ServiceContext
 from tests.config_svc.support import LeakGuard
 
@@ -316,6 +321,51 @@ async def test_delete_is_204_and_final(api: httpx.AsyncClient) -> None:
     assert response.status_code == 204
     assert response.content == b""
     assert (await api.get(f"{BASE}/prod")).status_code == 404
+
+
+async def test_credentials_no_key_decrypts_do_not_block_the_account(
+    api: httpx.AsyncClient, context: ServiceContext
+) -> None:
+    """Sealed with a key the service lacks: list, read, replace and delete work.
+
+    Only a connection test, which needs the password, fails (500, saying why).
+    """
+    foreign = RegistryStore(
+        context.redis, context.keys, SecretBox.from_setting(SecretBox.generate_key())
+    )
+    for name in ("old", "doomed"):
+        await foreign.create(
+            "acme",
+            name=name,
+            provider=Provider.OTHER,
+            domain="registry.example.com",
+            credentials=credentials_from("bot", PASSWORD),
+        )
+    listing = await api.get(BASE)
+    assert listing.status_code == 200, listing.text
+    assert [
+        (r["username"], r["has_credentials"]) for r in listing.json()["registries"]
+    ] == [
+        ("bot", True),
+        ("bot", True),
+    ]
+    one = await api.get(f"{BASE}/old")
+    assert (one.status_code, one.json()["username"]) == (200, "bot")
+    tested = await api.post(f"{BASE}/old/test")
+    assert tested.status_code == 500
+    assert "REGFLOW_SECRET_KEYS" in tested.json()["detail"]
+    assert _loc(await api.patch(f"{BASE}/old", json={"username": "robot"})) == [
+        ["body", "password"]
+    ]
+
+    replaced = await api.patch(f"{BASE}/old", json={"password": "a-new-token"})
+    assert replaced.status_code == 200, replaced.text
+    assert (replaced.json()["username"], replaced.json()["has_credentials"]) == (
+        "bot",
+        True,
+    )
+    assert (await api.delete(f"{BASE}/doomed")).status_code == 204
+    assert [r["name"] for r in (await api.get(BASE)).json()["registries"]] == ["old"]
 
 
 async def test_default_and_caching_selection(api: httpx.AsyncClient) -> None:

@@ -4,7 +4,6 @@ import pytest
 from pydantic import ValidationError
 
 from config_svc.app import create_app
-from config_svc.registries.connection import ConnectionTester
 from config_svc.settings import ConfigSettings
 from regflow.registries import SecretBox
 
@@ -41,13 +40,25 @@ def test_keys_from_the_environment_build_the_app(
     assert create_app(settings).state.config_runtime.settings is settings
 
 
-@pytest.mark.unit
-def test_insecure_matching_by_host_or_host_and_port() -> None:
-    """``host`` matches every port, ``host:port`` only that one."""
-    tester = ConnectionTester(frozenset({"Local.Test", "10.0.0.1:5000"}), timeout=1.0)
-    assert tester.is_insecure("local.test")
+def test_invalid_secret_key_error_says_how_to_make_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A malformed key's error tells how to generate a good one."""
+    monkeypatch.setenv("REGFLOW_SECRET_KEYS", f"{SecretBox.generate_key()},bad")
+    with pytest.raises(ValidationError) as caught:
+        ConfigSettings()
+    assert "key 2 of REGFLOW_SECRET_KEYS" in str(caught.value)
+    assert "`python -m regflow.registries`" in str(caught.value)
+
+
+def test_connection_tester_matches_insecure_hosts_like_the_settings() -> None:
+    """Test-connection speaks plain HTTP exactly where the shared setting says."""
+    settings = ConfigSettings(
+        secret_keys=SecretBox.generate_key(),
+        insecure_registries="Local.Test, 10.0.0.1:5000",
+    )
+    tester = create_app(settings).state.config_runtime.tester
     assert tester.is_insecure("local.test:5000")
     assert tester.is_insecure("10.0.0.1:5000")
     assert not tester.is_insecure("10.0.0.1:5001")
-    assert not tester.is_insecure("10.0.0.1")
     assert not tester.is_insecure("ghcr.io")

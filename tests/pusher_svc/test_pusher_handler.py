@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from deploy.images import SkopeoError, inspect_raw_async
 from deploy.scenario import wait_for_results
 from pusher_svc.handler import PushHandler
 from pusher_svc.settings import PusherSettings
@@ -27,7 +28,8 @@ from regflow.events import (
 from regflow.kafka import Delivery, KafkaEventProducer
 from regflow.metrics import PushMetrics
 from regflow.redis import RedisKeys
-from regflow.registries import Credentials, RegistryStore, SecretBox
+from regflow.registries import Credentials, RegistryPatch, RegistryStore, SecretBox
+from regflow.settings import CommonSettings
 
 if TYPE_CHECKING:
     from deploy.stack import Registry
@@ -43,7 +45,7 @@ DELIVERY = Delivery(topic="t", partition=0, offset=0, key=None)
 async def producer(kafka_bootstrap: str) -> AsyncIterator[KafkaEventProducer]:
     """A real producer on the session broker."""
     producer = KafkaEventProducer(
-        PusherSettings(
+        CommonSettings(
             kafka_bootstrap_servers=kafka_bootstrap, kafka_idempotent_producer=False
         ),
         client_id="test-pusher",
@@ -73,6 +75,7 @@ class World:
         self.source = source
         self.dest = dest
         settings = PusherSettings(
+            secret_keys=SecretStr(SecretBox.generate_key()),
             insecure_registries=f"{source.host},{dest.host}",
             push_attempts=2,
             push_retry_initial_seconds=0.05,
@@ -234,3 +237,62 @@ async def test_unreachable_registry_is_retried_then_fails_as_network(
 
     _, outcome = await world.handle_failing(command)
     assert outcome.reason is FailureReason.NETWORK
+
+
+async def test_integration_moved_since_resolution_is_refused(
+    world: World, seed_image: "SeedImage", registry_factory: "RegistryFactory"
+) -> None:
+    """A command for the old host never gets the credentials given for the new one."""
+    digest = await seed_image(world.source, "builds/web", "b1")
+    await world.connect()
+    elsewhere = registry_factory("basic")
+    await world.store.update(
+        ACCOUNT,
+        "production",
+        RegistryPatch(
+            domain=elsewhere.host,
+            username=elsewhere.username,
+            password=SecretStr(elsewhere.password or ""),
+        ),
+    )
+    command = world.command(digest, ["v1"])  # still names the old host
+
+    _, outcome = await world.handle_failing(command)
+
+    assert outcome.reason is FailureReason.UNRESOLVED
+    assert "moved from" in outcome.message
+    creds = (world.dest.username or "", world.dest.password or "")
+    with pytest.raises(SkopeoError):
+        await inspect_raw_async(world.dest.host, "acme/web", "v1", creds)
+
+
+async def test_invalid_source_host_still_gets_a_result(world: World) -> None:
+    """A command the client cannot even address fails with invalid_name, not silence."""
+    await world.connect()
+    command = world.command("sha256:" + "1" * 64, ["v1"])
+    bad_source = command.data.source.model_copy(update={"registry": "bad host/x"})
+    command = command.model_copy(
+        update={"data": command.data.model_copy(update={"source": bad_source})}
+    )
+
+    _, outcome = await world.handle_failing(command)
+
+    assert outcome.reason is FailureReason.INVALID_NAME
+
+
+@pytest.mark.unit
+def test_source_credentials_go_only_to_the_internal_registry() -> None:
+    """The internal registry's login is never sent to another source host."""
+    key = SecretStr(SecretBox.generate_key())
+    settings = PusherSettings(
+        secret_keys=key,
+        source_registry="internal:5000",
+        source_username="ci",
+        source_password=SecretStr("s3cret"),
+    )
+    assert settings.source_credentials_for("INTERNAL:5000") is not None
+    assert settings.source_credentials_for("evil.example:5000") is None
+    with pytest.raises(ValueError, match="REGFLOW_SOURCE_REGISTRY"):
+        PusherSettings(
+            secret_keys=key, source_username="ci", source_password=SecretStr("x")
+        )

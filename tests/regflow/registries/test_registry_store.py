@@ -100,14 +100,18 @@ async def test_create_then_get_and_list(store: RegistryStore) -> None:
 async def test_password_is_encrypted_at_rest(
     store: RegistryStore, redis_client: redis.asyncio.Redis
 ) -> None:
-    """The raw Redis value holds a Fernet token, never the password or username."""
+    """The raw Redis value holds a Fernet token, never the password.
+
+    The username, which is not secret, is kept beside the token, so reads need
+    no key.
+    """
     await _create(store, "prod", credentials=credentials_from("bot-user", PASSWORD))
     raw = await redis_client.hget(store.registries_key(ACCOUNT), "prod")
     assert raw is not None
     assert PASSWORD.encode() not in raw
-    assert b"bot-user" not in raw
     record = json.loads(raw)
     assert record["credentials"].startswith("gAAAA")  # a Fernet token
+    assert record["username"] == "bot-user"
     for entry in await redis_client.lrange(store.outbox_key, 0, -1):
         assert PASSWORD.encode() not in entry
 
@@ -142,6 +146,96 @@ async def test_rotation_keeps_old_credentials_readable_and_reencrypts(
     assert got.credentials.password.get_secret_value() == PASSWORD
     with pytest.raises(CredentialsUnreadable):
         await make_store(SecretBox.generate_key()).get(ACCOUNT, "prod")
+
+
+async def test_unreadable_credentials_leave_the_account_usable(
+    make_store: StoreFactory,
+) -> None:
+    """Without the sealing key, reads, flags, replacing and deleting still work.
+
+    Only get(), which hands out the password, refuses.
+    """
+    await _create(make_store(), "prod", credentials=credentials_from("bot", PASSWORD))
+    await _create(make_store(), "spare", credentials=credentials_from("ci", PASSWORD))
+    other_key = make_store(SecretBox.generate_key())
+
+    listed = await other_key.list(ACCOUNT)
+    assert [(r.name, r.username, r.has_credentials) for r in listed] == [
+        ("prod", "bot", True),
+        ("spare", "ci", True),
+    ]
+    described = await other_key.describe(ACCOUNT, "prod")
+    assert (described.username, described.has_credentials) == ("bot", True)
+    with pytest.raises(CredentialsUnreadable) as caught:
+        await other_key.get(ACCOUNT, "prod")
+    assert (caught.value.account_id, caught.value.name) == (ACCOUNT, "prod")
+
+    flagged = await other_key.set_default(ACCOUNT, "prod")
+    assert flagged.registry is not None
+    assert flagged.registry.is_default
+    replaced = await other_key.update(
+        ACCOUNT, "prod", RegistryPatch(domain="quay.io", password=SecretStr("new-pw"))
+    )
+    assert replaced.registry is not None
+    assert replaced.registry.username == "bot"
+    got = await other_key.get(ACCOUNT, "prod")
+    assert got.credentials == credentials_from("bot", "new-pw")
+
+    removed = await other_key.update(
+        ACCOUNT, "spare", RegistryPatch(username=None, password=None)
+    )
+    assert removed.registry is not None
+    assert not removed.registry.has_credentials
+    await _create(make_store(), "gone", credentials=credentials_from("x", PASSWORD))
+    deleted = await other_key.delete(ACCOUNT, "gone")
+    assert deleted.registry is not None
+    assert deleted.registry.username == "x"
+    assert [r.name for r in await other_key.list(ACCOUNT)] == ["prod", "spare"]
+
+
+async def test_patch_that_leaves_credentials_alone_keeps_their_token(
+    make_store: StoreFactory, redis_client: redis.asyncio.Redis
+) -> None:
+    """Other fields change without the key; the token still opens with its key."""
+    sealing = make_store()
+    await _create(sealing, "prod", credentials=credentials_from("bot", PASSWORD))
+    key = sealing.registries_key(ACCOUNT)
+    token = json.loads(await redis_client.hget(key, "prod") or b"")["credentials"]
+    other_key = make_store(SecretBox.generate_key())
+    result = await other_key.update(
+        ACCOUNT, "prod", RegistryPatch(repository_prefix="team", username="bot")
+    )
+    assert result.version == 2
+    record = json.loads(await redis_client.hget(key, "prod") or b"")
+    assert (record["credentials"], record["repository_prefix"]) == (token, "team")
+    got = await sealing.get(ACCOUNT, "prod")
+    assert got.credentials == credentials_from("bot", PASSWORD)
+
+
+async def test_changing_only_the_username_needs_a_readable_password(
+    make_store: StoreFactory,
+) -> None:
+    """The kept password is resealed with the new username; unreadable: 'give it'."""
+    await _create(make_store(), "prod", credentials=credentials_from("bot", PASSWORD))
+    other_key = make_store(SecretBox.generate_key())
+    with pytest.raises(RegistryRuleViolation) as caught:
+        await other_key.update(ACCOUNT, "prod", RegistryPatch(username="robot"))
+    assert caught.value.field == "password"
+    assert "give the password again" in caught.value.message
+    assert (await other_key.describe(ACCOUNT, "prod")).username == "bot"
+
+
+async def test_a_changed_username_beside_the_token_is_refused(
+    store: RegistryStore, redis_client: redis.asyncio.Redis
+) -> None:
+    """The sealed username wins: an edited plain copy makes get() refuse."""
+    await _create(store, "prod", credentials=credentials_from("bot", PASSWORD))
+    key = store.registries_key(ACCOUNT)
+    record = json.loads(await redis_client.hget(key, "prod") or b"")
+    record["username"] = "someone-else"
+    await redis_client.hset(key, "prod", json.dumps(record))
+    with pytest.raises(CredentialsUnreadable):
+        await store.get(ACCOUNT, "prod")
 
 
 async def test_names_are_unique_per_account(store: RegistryStore) -> None:

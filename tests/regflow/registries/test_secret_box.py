@@ -54,6 +54,7 @@ def test_unusable_keys_refuse_to_start(setting: str) -> None:
         SecretBox.from_setting(setting)
     assert isinstance(caught.value, ConfigurationError)
     assert "REGFLOW_SECRET_KEYS" in str(caught.value)
+    assert "generate one with `python -m regflow.registries`" in str(caught.value)
 
 
 def test_bad_key_error_names_the_position_not_the_value() -> None:

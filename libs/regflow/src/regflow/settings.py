@@ -36,7 +36,8 @@ class CommonSettings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
 
     # Registry hosts spoken to over plain HTTP instead of HTTPS, like Docker's
-    # insecure-registries list. Comma-separated ``host[:port]`` values.
+    # insecure-registries list. Comma-separated ``host[:port]`` values; see
+    # is_insecure_registry for how they match.
     insecure_registries: str = ""
 
     @field_validator("log_level", "log_format", mode="before")
@@ -47,7 +48,25 @@ class CommonSettings(BaseSettings):
         return value.upper() if info.field_name == "log_level" else value.lower()
 
     def insecure_registry_hosts(self) -> frozenset[str]:
-        """The hosts in ``insecure_registries`` as a set."""
+        """The entries of ``insecure_registries`` as written (not lower-cased).
+
+        Membership in this set is not how entries match: use
+        :meth:`is_insecure_registry`.
+        """
         return frozenset(
             h.strip() for h in self.insecure_registries.split(",") if h.strip()
         )
+
+    def is_insecure_registry(self, host: str) -> bool:
+        """Whether the registry at ``host`` (``host[:port]``) is spoken to over HTTP.
+
+        An entry of ``insecure_registries`` matches regardless of case. An
+        entry with a port (``registry.local:5000``) matches that port only; an
+        entry without one (``registry.local``) matches the host on every port
+        and without a port. An IPv6 address is written in brackets
+        (``[::1]`` or ``[::1]:5000``). Every other host is spoken to over HTTPS.
+        """
+        entries = {entry.lower() for entry in self.insecure_registry_hosts()}
+        host = host.strip().lower()
+        without_port = host if host.endswith("]") else host.rsplit(":", 1)[0]
+        return host in entries or without_port in entries

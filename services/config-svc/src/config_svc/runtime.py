@@ -39,10 +39,10 @@ class ConfigRuntime:
         """Build from settings; raises SecretKeyError for unusable keys."""
         return cls(
             settings=settings,
-            secret_box=SecretBox.from_setting(settings.secret_keys),
+            secret_box=settings.secret_box(),
             relay=OutboxRelay(),
             tester=ConnectionTester(
-                settings.insecure_registry_hosts(),
+                settings.is_insecure_registry,
                 timeout=settings.connection_test_timeout_seconds,
             ),
         )

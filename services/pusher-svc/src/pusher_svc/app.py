@@ -11,7 +11,7 @@ from pusher_svc.handler import SERVICE, PushHandler
 from pusher_svc.settings import PusherSettings
 from regflow.events import PUSH_COMMANDS
 from regflow.kafka import ConsumerSpec
-from regflow.registries import RegistryStore, SecretBox
+from regflow.registries import RegistryStore
 from regflow.service import ServiceContext, build_service_app
 
 GROUP_ID = "regflow-pusher"
@@ -24,7 +24,7 @@ def create_app(settings: PusherSettings) -> FastAPI:
     Raises SecretKeyError at once when ``REGFLOW_SECRET_KEYS`` is unusable, since
     no stored credential could be read without it.
     """
-    secret_box = SecretBox.from_setting(settings.secret_keys)
+    secret_box = settings.secret_box()
 
     def consumers(context: ServiceContext) -> Sequence[ConsumerSpec[Any]]:
         handler = PushHandler(

@@ -12,12 +12,6 @@ import time
 
 import structlog
 from redis.asyncio import Redis
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from pusher_svc.engine import CopyEngine, CopyReport
 from pusher_svc.settings import PusherSettings
@@ -33,7 +27,13 @@ from regflow.events import (
 )
 from regflow.kafka import Delivery, EventProducer
 from regflow.metrics import PushMetrics
-from regflow.oci import RegistryClient, RegistryError, TokenCache
+from regflow.oci import (
+    RegistryClient,
+    RegistryError,
+    RetryPolicy,
+    TokenCache,
+    registry_api_host,
+)
 from regflow.redis import RedisKeys, redis_errors
 from regflow.registries import (
     CredentialsUnreadable,
@@ -45,18 +45,6 @@ from regflow.registries import (
 log = structlog.get_logger(__name__)
 
 SERVICE = "pusher-svc"
-
-
-class _PushFailedError(Exception):
-    """A push ended in a classified failure (internal control flow)."""
-
-    def __init__(self, outcome: PushFailed) -> None:
-        super().__init__(outcome.message)
-        self.outcome = outcome
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, RegistryError) and exc.is_transient
 
 
 class PushHandler:
@@ -79,7 +67,13 @@ class PushHandler:
         self._producer = producer
         self._metrics = PushMetrics(redis, keys)
         self._engine = engine or CopyEngine(blob_concurrency=settings.blob_concurrency)
-        self._insecure = settings.insecure_registry_hosts()
+        # Whole-push attempts on top of the clients' request retries and the
+        # engine's blob restarts: few, and slow, to ride out longer outages.
+        self._push_retry = RetryPolicy(
+            attempts=settings.push_attempts,
+            backoff_initial=settings.push_retry_initial_seconds,
+            backoff_max=60.0,
+        )
         # Bearer tokens outlive a push: later pushes to a repository reuse them.
         self._tokens = TokenCache()
 
@@ -101,16 +95,7 @@ class PushHandler:
                 )
                 return
 
-            started = time.monotonic()
-            try:
-                report = await self._push(event.account_id, command)
-                outcome: PushSucceeded | PushFailed = _succeeded(
-                    report, command.destination.references
-                )
-            except _PushFailedError as failure:
-                outcome = failure.outcome.model_copy(
-                    update={"duration_seconds": time.monotonic() - started}
-                )
+            outcome = await self._outcome(event.account_id, command)
             result = PushResultEvent.new(
                 producer=SERVICE,
                 account_id=event.account_id,
@@ -131,67 +116,101 @@ class PushHandler:
             else:
                 log.info("push succeeded", digest=outcome.digest)
 
-    async def _push(self, account_id: str, command: PushCommand) -> CopyReport:
-        integration = await self._integration(account_id, command.destination.registry)
-        destination = command.destination
-        source = RegistryClient(
-            command.source.registry,
-            credentials=self._settings.source_credentials(),
-            insecure=command.source.registry in self._insecure,
-            token_cache=self._tokens,
-        )
-        target = RegistryClient(
-            destination.domain,
-            credentials=integration.credentials,
-            insecure=destination.domain in self._insecure,
-            token_cache=self._tokens,
-        )
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self._settings.push_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self._settings.push_retry_initial_seconds,
-                jitter=self._settings.push_retry_initial_seconds,
-            ),
-            reraise=True,
-        )
-        try:
-            async with source, target:
-                async for attempt in retrying:
-                    with attempt:
-                        return await self._engine.copy_image(
-                            source,
-                            command.source.repository,
-                            command.source.digest,
-                            target,
-                            destination.repository,
-                            tags=destination.tags,
-                        )
-        except RegistryError as exc:
-            raise _PushFailedError(
-                PushFailed(
-                    reason=exc.reason,
-                    message=str(exc),
-                    registry_message=exc.registry_message,
-                    status_code=exc.status_code,
-                )
-            ) from exc
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+    async def _outcome(
+        self, account_id: str, command: PushCommand
+    ) -> PushSucceeded | PushFailed:
+        """Push and say how it went.
 
-    async def _integration(self, account_id: str, name: str) -> RegistryIntegration:
+        Every failure of the push becomes a failed outcome, so the platform always
+        hears back. Only a registry-store outage (TransientError) escapes: the
+        runtime then holds the command back and tries it again later.
+        """
+        started = time.monotonic()
+        found = await self._integration(account_id, command)
+        if isinstance(found, PushFailed):
+            return found
         try:
-            return await self._store.get(account_id, name)
-        except RegistryNotFound as exc:
-            raise _PushFailedError(
-                PushFailed(
-                    reason=FailureReason.UNRESOLVED,
-                    message=f"registry integration {name!r} no longer exists",
-                )
-            ) from exc
+            report = await self._copy(command, found)
+        except RegistryError as exc:
+            failed = PushFailed(
+                reason=exc.reason,
+                message=str(exc),
+                registry_message=exc.registry_message,
+                status_code=exc.status_code,
+            )
+        except Exception as exc:
+            # A bug: still answer the platform, and keep the traceback here.
+            log.exception("push crashed")
+            failed = PushFailed(
+                reason=FailureReason.INTERNAL,
+                message=f"pusher error: {type(exc).__name__}: {exc}",
+            )
+        else:
+            return _succeeded(report, command.destination.references)
+        return failed.model_copy(
+            update={"duration_seconds": time.monotonic() - started}
+        )
+
+    async def _copy(
+        self, command: PushCommand, integration: RegistryIntegration
+    ) -> CopyReport:
+        source_host = command.source.registry
+        source = RegistryClient(
+            source_host,
+            credentials=self._settings.source_credentials_for(source_host),
+            insecure=self._settings.is_insecure_registry(source_host),
+            token_cache=self._tokens,
+        )
+        # The integration's own host, never the command's: stored credentials
+        # only ever go where the operator gave them for.
+        target = RegistryClient(
+            integration.domain,
+            credentials=integration.credentials,
+            insecure=self._settings.is_insecure_registry(integration.domain),
+            token_cache=self._tokens,
+        )
+        destination = command.destination
+        async with source, target:
+            return await self._push_retry.run(
+                lambda: self._engine.copy_image(
+                    source,
+                    command.source.repository,
+                    command.source.digest,
+                    target,
+                    destination.repository,
+                    tags=destination.tags,
+                ),
+                what="push",
+            )
+
+    async def _integration(
+        self, account_id: str, command: PushCommand
+    ) -> RegistryIntegration | PushFailed:
+        """The destination's integration, or why the push cannot use it."""
+        name = command.destination.registry
+        try:
+            integration = await self._store.get(account_id, name)
+        except RegistryNotFound:
+            return PushFailed(
+                reason=FailureReason.UNRESOLVED,
+                message=f"registry integration {name!r} no longer exists",
+            )
         except CredentialsUnreadable as exc:
-            raise _PushFailedError(
-                PushFailed(reason=FailureReason.AUTH, message=str(exc))
-            ) from exc
+            return PushFailed(reason=FailureReason.AUTH, message=str(exc))
+        moved = (
+            registry_api_host(integration.domain).lower()
+            != registry_api_host(command.destination.domain).lower()
+        )
+        if moved:
+            return PushFailed(
+                reason=FailureReason.UNRESOLVED,
+                message=(
+                    f"registry integration {name!r} moved from "
+                    f"{command.destination.domain} to {integration.domain} after "
+                    "this push was resolved; run the step again"
+                ),
+            )
+        return integration
 
     async def _remember(
         self, account_id: str, command: PushCommand, result: PushResultEvent

@@ -59,6 +59,7 @@ class FailureReason(StrEnum):
     REGISTRY_ERROR = "registry_error"  # the registry answered with an error
     NETWORK = "network"  # the registry could not be reached
     UNRESOLVED = "unresolved"  # the step could not be turned into a push
+    INTERNAL = "internal"  # regflow itself failed (a bug); its logs say more
 
 
 class PushSucceeded(FrozenModel):

@@ -134,7 +134,9 @@ class RegistryClient:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
         if not host or "/" in host or host != host.strip():
-            raise ValueError(f"registry host must be host[:port], got {host!r}")
+            raise RegistryNameInvalidError(
+                f"registry host must be host[:port], got {host!r}"
+            )
         self.host = registry_api_host(host)
         self.is_docker_hub = self.host == DOCKER_HUB_API_HOST
         self.base_url = httpx.URL(f"{'http' if insecure else 'https'}://{self.host}")
@@ -445,7 +447,7 @@ class RegistryClient:
 
     def _digest(self, digest: str) -> str:
         if not is_digest(digest):
-            raise ValueError(f"not a sha256/sha512 digest: {digest!r}")
+            raise RegistryNameInvalidError(f"not a sha256/sha512 digest: {digest!r}")
         return digest
 
     @asynccontextmanager

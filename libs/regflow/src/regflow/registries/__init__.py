@@ -15,7 +15,13 @@ from regflow.registries.errors import (
     SecretDecryptionError,
     SecretKeyError,
 )
-from regflow.registries.models import Credentials, RegistryIntegration, credentials_from
+from regflow.registries.models import (
+    Credentials,
+    RegistryIntegration,
+    RegistrySummary,
+    credentials_from,
+)
+from regflow.registries.settings import SecretKeysSettings
 from regflow.registries.store import (
     AccountRegistries,
     RegistryChangeResult,
@@ -37,9 +43,11 @@ __all__ = [
     "RegistryStore",
     "RegistryStoreError",
     "RegistryStoreUnavailable",
+    "RegistrySummary",
     "SecretBox",
     "SecretDecryptionError",
     "SecretKeyError",
+    "SecretKeysSettings",
     "credentials_from",
     "outbox_key",
 ]

@@ -17,6 +17,8 @@ from pydantic import SecretStr
 from regflow.registries.errors import SecretDecryptionError, SecretKeyError
 
 KEYS_VARIABLE = "REGFLOW_SECRET_KEYS"
+# Ends every key error, so whoever reads one knows how to make a good key.
+GENERATE_HINT = "generate one with `python -m regflow.registries`"
 
 
 class SecretBox:
@@ -35,7 +37,8 @@ class SecretBox:
         """
         if not keys:
             raise SecretKeyError(
-                f"{KEYS_VARIABLE} is empty: give at least one Fernet key"
+                f"{KEYS_VARIABLE} is empty: give at least one Fernet key "
+                f"({GENERATE_HINT})"
             )
         fernets = []
         for position, key in enumerate(keys, start=1):
@@ -44,7 +47,7 @@ class SecretBox:
             except (ValueError, TypeError) as exc:
                 raise SecretKeyError(
                     f"key {position} of {KEYS_VARIABLE} is not a Fernet key "
-                    "(32 url-safe base64-encoded bytes)"
+                    f"(32 url-safe base64-encoded bytes; {GENERATE_HINT})"
                 ) from exc
         self._fernet = MultiFernet(fernets)
 

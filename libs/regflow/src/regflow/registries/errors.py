@@ -94,7 +94,9 @@ class CredentialsUnreadable(RegistryStoreError, PermanentError):  # noqa: N818
 
     Happens when the key that encrypted them was removed from
     ``REGFLOW_SECRET_KEYS`` before they were re-encrypted, or when the stored value
-    was tampered with.
+    was tampered with. Raised only where the password itself is needed
+    (``RegistryStore.get`` and ``reencrypt``); lists, reads and changes of the
+    integration work without it.
     """
 
     def __init__(self, account_id: str, name: str) -> None:

@@ -89,15 +89,8 @@ def credentials_from(
         raise RegistryRuleViolation(field, message) from None
 
 
-class RegistryIntegration(BaseModel):
-    """One registry connected to an account, with its account-wide flags.
-
-    Valid by construction: field rules run on every instance, and the Docker Hub
-    rules (:func:`regflow.registries.rules.check_provider_rules`) raise
-    :class:`~regflow.registries.errors.RegistryRuleViolation` directly. Rules that
-    span the account (unique names, one default, one caching registry) are kept
-    by :class:`~regflow.registries.store.RegistryStore`.
-    """
+class _RegistryFields(BaseModel):
+    """What every form of a registry integration shows: all but the secret."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,11 +99,36 @@ class RegistryIntegration(BaseModel):
     provider: Provider
     domain: Domain
     repository_prefix: RepositoryPrefix = None
-    credentials: Credentials | None = None
     is_default: bool = False
     is_caching: bool = False
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+    def view(self) -> RegistryView:
+        """The integration as events show it: no credentials."""
+        return RegistryView(
+            name=self.name,
+            provider=self.provider,
+            domain=self.domain,
+            repository_prefix=self.repository_prefix,
+        )
+
+
+class RegistryIntegration(_RegistryFields):
+    """One registry connected to an account, with its account-wide flags.
+
+    Holds the credentials in plain text: what a push or a connection test
+    needs. Lists, reads and change results use :class:`RegistrySummary`, which
+    needs no secret key.
+
+    Valid by construction: field rules run on every instance, and the Docker Hub
+    rules (:func:`regflow.registries.rules.check_provider_rules`) raise
+    :class:`~regflow.registries.errors.RegistryRuleViolation` directly. Rules that
+    span the account (unique names, one default, one caching registry) are kept
+    by :class:`~regflow.registries.store.RegistryStore`.
+    """
+
+    credentials: Credentials | None = None
 
     @model_validator(mode="after")
     def _provider_rules(self) -> Self:
@@ -122,11 +140,14 @@ class RegistryIntegration(BaseModel):
         )
         return self
 
-    def view(self) -> RegistryView:
-        """The integration as events show it: no credentials."""
-        return RegistryView(
-            name=self.name,
-            provider=self.provider,
-            domain=self.domain,
-            repository_prefix=self.repository_prefix,
-        )
+
+class RegistrySummary(_RegistryFields):
+    """A registry integration without its secret, as lists and reads show it.
+
+    ``username`` is the credentials' username, which is not secret. It is None
+    without credentials, and also for credentials stored before the username
+    was kept beside them whose token no configured key decrypts.
+    """
+
+    username: str | None = None
+    has_credentials: bool = False

@@ -3,7 +3,8 @@
 Layout, under the service's key prefix::
 
     HASH <prefix>:registries:<account>         name -> JSON record; credentials
-                                               as a Fernet token, never plain
+                                               as a Fernet token, never plain,
+                                               their username beside it
     HASH <prefix>:registry-accounts:<account>  version, default, caching
     LIST <prefix>:outbox:registry-changes      RegistryChangedEvent JSON, oldest
                                                first, until a relay published it
@@ -19,11 +20,17 @@ both exist), because people and pipelines read them as one name; the name is
 kept as written, and every lookup is by that exact name, as pipelines'
 ``registry: <name>`` is resolved. A lookup that misses only by case says which
 name was meant.
+
+Only :meth:`RegistryStore.get` decrypts credentials (a push or a connection
+test needs them). Lists, reads and every change work without the secret key
+that sealed them, so credentials no configured key decrypts can still be seen,
+replaced, removed or deleted with their registry.
 """
 
 from __future__ import annotations
 
 import builtins
+import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -47,7 +54,7 @@ from redis.exceptions import RedisError, WatchError
 from regflow.events.common import Provider
 from regflow.events.registries import RegistryChange, RegistryChangedEvent
 from regflow.oci.client import is_docker_hub_host
-from regflow.redis import RedisKeys
+from regflow.redis import RedisKeys, as_text
 from regflow.registries.crypto import SecretBox
 from regflow.registries.errors import (
     CredentialsUnreadable,
@@ -61,6 +68,7 @@ from regflow.registries.models import (
     Credentials,
     Password,
     RegistryIntegration,
+    RegistrySummary,
     credentials_from,
 )
 from regflow.registries.rules import (
@@ -126,11 +134,11 @@ class RegistryChangeResult:
     the stored values); nothing was written then.
     """
 
-    registry: RegistryIntegration | None
+    registry: RegistrySummary | None
     """The integration the call was about, after it (a deleted one as it was).
 
     None only when a flag nobody had was cleared."""
-    changed: tuple[RegistryIntegration, ...]
+    changed: tuple[RegistrySummary, ...]
     """Every integration whose state changed, as it is now (deleted: as it was)."""
     version: int
     default_registry: str | None
@@ -140,25 +148,25 @@ class RegistryChangeResult:
 
 @dataclass(frozen=True)
 class AccountRegistries:
-    """A consistent read of one account's integrations and flags."""
+    """A consistent read of one account's integrations and flags (no secrets)."""
 
     account_id: str
     version: int
     default_registry: str | None
     caching_registry: str | None
-    registries: tuple[RegistryIntegration, ...] = field(default=())
+    registries: tuple[RegistrySummary, ...] = field(default=())
 
-    def get(self, name: str) -> RegistryIntegration | None:
+    def get(self, name: str) -> RegistrySummary | None:
         """The integration called ``name``, if any."""
         return next((r for r in self.registries if r.name == name), None)
 
     @property
-    def default(self) -> RegistryIntegration | None:
+    def default(self) -> RegistrySummary | None:
         """The default registry (pushes that name none go there), if set."""
         return self.get(self.default_registry) if self.default_registry else None
 
     @property
-    def caching(self) -> RegistryIntegration | None:
+    def caching(self) -> RegistrySummary | None:
         """The caching registry, if set."""
         return self.get(self.caching_registry) if self.caching_registry else None
 
@@ -173,6 +181,10 @@ class _StoredRegistry(BaseModel):
     domain: str
     repository_prefix: str | None = None
     credentials: str | None = None
+    # Not secret, and shown by every read: kept in plain text so reads need no
+    # key. Sealed in the token too, which wins, and must agree (see _unseal).
+    # None in records written before it was kept here.
+    username: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
 
@@ -212,6 +224,13 @@ class _Change:
 
 
 _Plan = Callable[[_AccountState], _Change | None]
+
+
+class _Kept:
+    """The stored credentials stay as they are (the token is not touched)."""
+
+
+_KEPT: Final = _Kept()
 
 
 class RegistryStore:
@@ -257,8 +276,10 @@ class RegistryStore:
     async def snapshot(self, account_id: str) -> AccountRegistries:
         """Every integration of the account and its flags, read atomically.
 
+        Decrypts nothing: summaries show the username and whether credentials
+        are stored.
+
         Raises:
-            CredentialsUnreadable: stored credentials no key decrypts.
             RegistryStoreUnavailable: Redis failed.
         """
         try:
@@ -275,23 +296,41 @@ class RegistryStore:
             default_registry=state.default,
             caching_registry=state.caching,
             registries=tuple(
-                self._integration(account_id, state.records[name], state)
+                self._summary(account_id, state.records[name], state)
                 for name in sorted(state.records)
             ),
         )
 
-    async def list(self, account_id: str) -> builtins.list[RegistryIntegration]:
+    async def list(self, account_id: str) -> builtins.list[RegistrySummary]:
         """The account's integrations sorted by name (see :meth:`snapshot`)."""
         return list((await self.snapshot(account_id)).registries)
 
     async def get(self, account_id: str, name: str) -> RegistryIntegration:
-        """One integration, credentials decrypted.
+        """One integration, credentials decrypted: for a push or a connection test.
 
         Raises:
             RegistryNotFound: no such name in the account.
-            CredentialsUnreadable: stored credentials no key decrypts.
+            CredentialsUnreadable: no configured key decrypts the stored
+                credentials, or they were sealed for another integration.
             RegistryStoreUnavailable: Redis failed.
         """
+        record, state = await self._read(account_id, name)
+        return self._integration(account_id, record, state)
+
+    async def describe(self, account_id: str, name: str) -> RegistrySummary:
+        """One integration without its secret; decrypts nothing.
+
+        Raises:
+            RegistryNotFound: no such name in the account.
+            RegistryStoreUnavailable: Redis failed.
+        """
+        record, state = await self._read(account_id, name)
+        return self._summary(account_id, record, state)
+
+    async def _read(
+        self, account_id: str, name: str
+    ) -> tuple[_StoredRegistry, _AccountState]:
+        """One record and its account's flags, read atomically."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hget(self.registries_key(account_id), name)
@@ -303,10 +342,7 @@ class RegistryStore:
             raise RegistryNotFound(
                 account_id, name, await self._similar_name(account_id, name)
             )
-        state = _parse_state({}, account)
-        return self._integration(
-            account_id, _StoredRegistry.model_validate_json(raw), state
-        )
+        return _StoredRegistry.model_validate_json(raw), _parse_state({}, account)
 
     # Writes
 
@@ -375,11 +411,18 @@ class RegistryStore:
     ) -> RegistryChangeResult:
         """Apply the fields set in ``patch`` (see :class:`RegistryPatch`).
 
+        Stored credentials are decrypted only when the patch changes their
+        username alone (the kept password is sealed again with it). A patch
+        that leaves them alone keeps the stored token as it is; one that gives
+        a password or removes them never needs the old one (a given password
+        equal to the stored one, when that can be read, changes nothing).
+
         Raises:
             RegistryNotFound: no such name in the account.
             RegistryRuleViolation: the patched integration breaks a rule; on
                 ``password`` when it moves stored credentials to another
-                domain or provider.
+                domain or provider, or changes the username alone while no
+                configured key decrypts the stored password.
             RegistryStoreUnavailable: Redis failed.
         """
 
@@ -387,17 +430,23 @@ class RegistryStore:
             record = state.records.get(name)
             if record is None:
                 raise _not_found(account_id, name, state)
-            current = self._integration(account_id, record, state)
-            patched = _apply(current, patch, self._clock())
-            if patched.model_copy(update={"updated_at": current.updated_at}) == current:
-                return None
-            return _Change(
-                "updated",
-                name,
-                state.default,
-                state.caching,
-                put=self._seal(patched),
+            patched, kept = _apply(
+                self._summary(account_id, record, state),
+                patch,
+                self._clock(),
+                lambda: self._stored_password(account_id, record),
             )
+            put = self._seal(patched)
+            if kept:
+                put = put.model_copy(
+                    update={
+                        "credentials": record.credentials,
+                        "username": record.username,
+                    }
+                )
+            if put.model_copy(update={"updated_at": record.updated_at}) == record:
+                return None
+            return _Change("updated", name, state.default, state.caching, put=put)
 
         return await self._commit(account_id, plan, correlation_id)
 
@@ -516,7 +565,7 @@ class RegistryStore:
             names = await self._redis.hkeys(self.registries_key(account_id))
         except RedisError as exc:
             raise RegistryStoreUnavailable(f"Redis failed: {exc}") from exc
-        return _same_name(name, [_text(n) for n in names])
+        return _same_name(name, [as_text(n) for n in names])
 
     async def _set_flag(
         self,
@@ -633,11 +682,11 @@ class RegistryStore:
             after.records[change.subject] = change.put  # type: ignore[index]
         # A deleted registry is reported as it was, flags included.
         subject_state = state if change.delete else after
-        subject = self._integration(
+        subject = self._summary(
             account_id, subject_state.records[change.subject], subject_state
         )
         others = tuple(
-            self._integration(account_id, after.records[name], after)
+            self._summary(account_id, after.records[name], after)
             for name in change.touched
         )
         event = RegistryChangedEvent.new(
@@ -664,11 +713,13 @@ class RegistryStore:
     def _seal(self, integration: RegistryIntegration) -> _StoredRegistry:
         """The record to store: credentials encrypted, flags left out."""
         token: str | None = None
+        username: str | None = None
         if integration.credentials is not None:
+            username = integration.credentials.username
             sealed = _SealedCredentials(
                 account_id=integration.account_id,
                 name=integration.name,
-                username=integration.credentials.username,
+                username=username,
                 password=integration.credentials.password,
             )
             token = self._box.encrypt(_reveal(sealed)).decode()
@@ -678,9 +729,46 @@ class RegistryStore:
             domain=integration.domain,
             repository_prefix=integration.repository_prefix,
             credentials=token,
+            username=username,
             created_at=integration.created_at,
             updated_at=integration.updated_at,
         )
+
+    def _unseal(self, account_id: str, record: _StoredRegistry) -> _SealedCredentials:
+        """The decrypted credentials of ``record``, which must have some.
+
+        Raises:
+            CredentialsUnreadable: no key decrypts them, they were sealed for
+                another integration, or the username beside them was changed.
+        """
+        assert record.credentials is not None
+        try:
+            sealed = _SealedCredentials.model_validate_json(
+                self._box.decrypt(record.credentials.encode())
+            )
+        except (SecretDecryptionError, ValidationError) as exc:
+            raise CredentialsUnreadable(account_id, record.name) from exc
+        if (sealed.account_id, sealed.name) != (account_id, record.name) or (
+            record.username is not None and record.username != sealed.username
+        ):
+            raise CredentialsUnreadable(account_id, record.name)
+        return sealed
+
+    def _stored_password(
+        self, account_id: str, record: _StoredRegistry
+    ) -> SecretStr | None:
+        """The stored password, or None when there is none or it is unreadable."""
+        if record.credentials is None:
+            return None
+        try:
+            return self._unseal(account_id, record).password
+        except CredentialsUnreadable:
+            # Handled by the caller (the patch must give the password again);
+            # the operator still needs to know the keys do not fit.
+            log.warning(
+                "stored credentials unreadable", account_id=account_id, name=record.name
+            )
+            return None
 
     def _integration(
         self, account_id: str, record: _StoredRegistry, state: _AccountState
@@ -688,31 +776,42 @@ class RegistryStore:
         """The integration of a stored record, credentials decrypted."""
         credentials = None
         if record.credentials is not None:
-            try:
-                sealed = _SealedCredentials.model_validate_json(
-                    self._box.decrypt(record.credentials.encode())
-                )
-            except (SecretDecryptionError, ValidationError) as exc:
-                raise CredentialsUnreadable(account_id, record.name) from exc
-            if (sealed.account_id, sealed.name) != (account_id, record.name):
-                raise CredentialsUnreadable(account_id, record.name)
+            sealed = self._unseal(account_id, record)
             credentials = Credentials(
                 username=sealed.username, password=sealed.password
             )
         # Stored records were validated when written; not re-checking them here
         # keeps data written under older, looser rules readable.
         return RegistryIntegration.model_construct(
-            account_id=account_id,
-            name=record.name,
-            provider=record.provider,
-            domain=record.domain,
-            repository_prefix=record.repository_prefix,
-            credentials=credentials,
-            is_default=state.default == record.name,
-            is_caching=state.caching == record.name,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
+            **self._fields(account_id, record, state), credentials=credentials
         )
+
+    def _summary(
+        self, account_id: str, record: _StoredRegistry, state: _AccountState
+    ) -> RegistrySummary:
+        """The integration of a stored record without its secret; no decryption."""
+        return RegistrySummary.model_construct(
+            **self._fields(account_id, record, state),
+            username=record.username,
+            has_credentials=record.credentials is not None,
+        )
+
+    @staticmethod
+    def _fields(
+        account_id: str, record: _StoredRegistry, state: _AccountState
+    ) -> dict[str, Any]:
+        """What every form of the integration shows, from its record and flags."""
+        return {
+            "account_id": account_id,
+            "name": record.name,
+            "provider": record.provider,
+            "domain": record.domain,
+            "repository_prefix": record.repository_prefix,
+            "is_default": state.default == record.name,
+            "is_caching": state.caching == record.name,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
 
 
 def _parse_state(
@@ -749,11 +848,6 @@ def _reveal(sealed: _SealedCredentials) -> bytes:
     data = sealed.model_dump(mode="json")
     data["password"] = sealed.password.get_secret_value()
     return json.dumps(data, separators=(",", ":")).encode()
-
-
-def _text(value: bytes | str) -> str:
-    """A Redis value as text, whether or not the client decodes responses."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _same_name(name: str, names: Iterable[str]) -> str | None:
@@ -803,9 +897,18 @@ def _build(**fields: Any) -> RegistryIntegration:
 
 
 def _apply(
-    current: RegistryIntegration, patch: RegistryPatch, now: datetime
-) -> RegistryIntegration:
-    """``current`` with the fields set in ``patch``, validated."""
+    current: RegistrySummary,
+    patch: RegistryPatch,
+    now: datetime,
+    stored_password: Callable[[], SecretStr | None],
+) -> tuple[RegistryIntegration, bool]:
+    """``current`` with the fields set in ``patch``, validated.
+
+    Returns the patched integration and whether the stored credentials stay as
+    they are (then the integration holds none: they were not decrypted).
+    ``stored_password`` decrypts the stored password, None when no key can; it
+    is called only when the patch gives a password or changes the username.
+    """
     given = patch.model_fields_set
     provider = patch.provider if "provider" in given else current.provider
     if provider is None:
@@ -817,12 +920,7 @@ def _apply(
         domain = None
     else:
         domain = current.domain
-    old = current.credentials
-    username = patch.username if "username" in given else None
-    password = patch.password if "password" in given else None
-    if old is not None:
-        username = username if "username" in given else old.username
-        password = password if "password" in given else old.password
+    credentials = _patched_credentials(current, patch, stored_password)
     patched = _build(
         account_id=current.account_id,
         name=current.name,
@@ -833,20 +931,63 @@ def _apply(
             if "repository_prefix" in given
             else current.repository_prefix
         ),
-        credentials=credentials_from(username, password),
+        credentials=credentials if credentials is not _KEPT else None,
         is_default=current.is_default,
         is_caching=current.is_caching,
         created_at=current.created_at,
         updated_at=now,
     )
     # Checked on the otherwise valid result, so other mistakes are reported first.
-    if old is not None and "password" not in given:
+    if current.has_credentials and "password" not in given:
         _refuse_moving_credentials(current, patched.provider, patched.domain)
-    return patched
+    return patched, credentials is _KEPT
+
+
+def _patched_credentials(
+    current: RegistrySummary,
+    patch: RegistryPatch,
+    stored_password: Callable[[], SecretStr | None],
+) -> Credentials | _Kept | None:
+    """What the credentials become: new ones, :data:`_KEPT`, or None (none).
+
+    Raises:
+        RegistryRuleViolation: half credentials; on ``password`` when the
+            username changes alone and the stored password is unreadable.
+    """
+    given = patch.model_fields_set
+    if not current.has_credentials:
+        return credentials_from(
+            patch.username if "username" in given else None,
+            patch.password if "password" in given else None,
+        )
+    username = patch.username if "username" in given else current.username
+    if "password" in given:
+        new = credentials_from(username, patch.password)
+        if new is not None and new.username == current.username:
+            stored = stored_password()
+            # The stored password given again changes nothing: keep its token.
+            if stored is not None and hmac.compare_digest(
+                stored.get_secret_value().encode(),
+                new.password.get_secret_value().encode(),
+            ):
+                return _KEPT
+        return new
+    if username == current.username:
+        return _KEPT
+    if username is None:
+        raise RegistryRuleViolation("username", "a password needs a username")
+    password = stored_password()
+    if password is None:
+        raise RegistryRuleViolation(
+            "password",
+            "the stored password cannot be decrypted with the configured "
+            "REGFLOW_SECRET_KEYS: give the password again to change the username",
+        )
+    return credentials_from(username, password)
 
 
 def _refuse_moving_credentials(
-    current: RegistryIntegration, provider: Provider, domain: str
+    current: RegistrySummary, provider: Provider, domain: str
 ) -> None:
     """Refuse keeping stored credentials across a domain or provider change.
 

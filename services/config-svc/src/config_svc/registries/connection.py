@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import structlog
 
 from config_svc.registries.schemas import ConnectionTestResult
-from regflow.oci import Credentials as OciCredentials
 from regflow.oci import RegistryClient, RegistryError, RetryPolicy
 from regflow.registries import Credentials
 
@@ -19,22 +20,16 @@ log = structlog.get_logger(__name__)
 class ConnectionTester:
     """Runs one ``GET /v2/`` per test with the real registry client.
 
-    Registries listed in ``insecure_hosts`` (``REGFLOW_INSECURE_REGISTRIES``) are
-    spoken to over plain HTTP: an entry ``host:port`` matches that port only, an
-    entry ``host`` every port of the host. Everything else uses HTTPS. No
-    retries: the operator sees the first answer, within ``timeout`` seconds per
-    request.
+    Registries for which ``is_insecure`` holds are spoken to over plain HTTP,
+    everything else over HTTPS; the service passes
+    :meth:`regflow.settings.CommonSettings.is_insecure_registry`
+    (``REGFLOW_INSECURE_REGISTRIES``). No retries: the operator sees the first
+    answer, within ``timeout`` seconds per request.
     """
 
-    def __init__(self, insecure_hosts: frozenset[str], *, timeout: float) -> None:
-        self._insecure = frozenset(h.lower() for h in insecure_hosts)
+    def __init__(self, is_insecure: Callable[[str], bool], *, timeout: float) -> None:
+        self.is_insecure = is_insecure
         self._timeout = httpx.Timeout(timeout)
-
-    def is_insecure(self, domain: str) -> bool:
-        """Whether ``domain`` is spoken to over plain HTTP."""
-        domain = domain.lower()
-        host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
-        return domain in self._insecure or host in self._insecure
 
     async def test(
         self, domain: str, credentials: Credentials | None
@@ -45,14 +40,9 @@ class ConnectionTester:
         the ping, a token request and the ping again). Never raises for what the
         registry does.
         """
-        oci_credentials = (
-            OciCredentials(username=credentials.username, password=credentials.password)
-            if credentials is not None
-            else None
-        )
         client = RegistryClient(
             domain,
-            credentials=oci_credentials,
+            credentials=credentials,
             insecure=self.is_insecure(domain),
             timeout=self._timeout,
             retry=RetryPolicy.no_retries(),

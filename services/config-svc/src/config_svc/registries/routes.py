@@ -237,7 +237,7 @@ async def read_registry(
     *, account_id: AccountId, name: RegistryName, store: StoreDep
 ) -> RegistryPublic:
     """One registry of the account."""
-    return RegistryPublic.of(await store.get(account_id, name))
+    return RegistryPublic.of(await store.describe(account_id, name))
 
 
 @router.patch("/{name}", responses=_NOT_FOUND)
@@ -258,7 +258,7 @@ async def update_registry(
     """
     result = await store.update(account_id, name, body, correlation_id=correlation_id)
     publisher.after_response(result)
-    registry = result.registry or await store.get(account_id, name)
+    registry = result.registry or await store.describe(account_id, name)
     return RegistryPublic.of(registry)
 
 

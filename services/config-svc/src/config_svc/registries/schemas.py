@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from regflow.events import FailureReason, Provider
-from regflow.registries import AccountRegistries, RegistryIntegration, RegistryPatch
+from regflow.registries import AccountRegistries, RegistryPatch, RegistrySummary
 from regflow.registries.models import Password
 from regflow.registries.rules import Domain, RegistryName, RepositoryPrefix, Username
 
@@ -73,16 +73,15 @@ class RegistryPublic(BaseModel):
     updated_at: AwareDatetime
 
     @classmethod
-    def of(cls, integration: RegistryIntegration) -> RegistryPublic:
-        """The public form of ``integration``."""
-        credentials = integration.credentials
+    def of(cls, integration: RegistrySummary) -> RegistryPublic:
+        """The public form of ``integration`` (a summary: nothing to decrypt)."""
         return cls(
             name=integration.name,
             provider=integration.provider,
             domain=integration.domain,
             repository_prefix=integration.repository_prefix,
-            username=credentials.username if credentials else None,
-            has_credentials=credentials is not None,
+            username=integration.username,
+            has_credentials=integration.has_credentials,
             is_default=integration.is_default,
             is_caching=integration.is_caching,
             created_at=integration.created_at,
