@@ -3,8 +3,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from regflow.oci.digest import digest_of, verified_chunks
-from regflow.oci.errors import InvalidManifestError, RegistryDigestMismatchError
+from regflow.oci.client import RegistryClient
+from regflow.oci.digest import digest_of, is_digest, verified_chunks
+from regflow.oci.errors import (
+    InvalidManifestError,
+    RegistryDigestMismatchError,
+    RegistryNameInvalidError,
+)
 from regflow.oci.manifest import (
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
@@ -195,3 +200,17 @@ def test_non_json_manifest_is_refused() -> None:
         _ = Manifest(raw=b"[1]", media_type=OCI_MANIFEST, digest="x").config
     with pytest.raises(InvalidManifestError):
         _ = Manifest(raw=b"\xff", media_type=OCI_INDEX, digest="x").manifests
+
+
+@pytest.mark.parametrize("reference", ["sha256:" + "a" * 64 + "\n", "latest\n", "v1\n"])
+def test_a_trailing_newline_is_not_a_valid_reference(reference: str) -> None:
+    """Names are matched whole: '$' alone would let a trailing newline through."""
+    assert not is_digest(reference)
+    with pytest.raises(RegistryNameInvalidError):
+        RegistryClient("r.example")._reference(reference)
+
+
+def test_a_trailing_newline_is_not_a_valid_repository() -> None:
+    """Repository names are matched whole too."""
+    with pytest.raises(RegistryNameInvalidError):
+        RegistryClient("r.example").repository("acme/web\n")

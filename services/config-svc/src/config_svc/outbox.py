@@ -157,7 +157,3 @@ class OutboxRelay:
                 log.exception("outbox relay round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-
-    async def pending(self, redis: Redis, keys: RedisKeys) -> int:
-        """How many events wait in the outbox."""
-        return int(await redis.llen(outbox_key(keys)))

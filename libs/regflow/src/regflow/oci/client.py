@@ -190,7 +190,7 @@ class RegistryClient:
         Raises:
             RegistryNameInvalidError: the name breaks the distribution grammar.
         """
-        if len(name) > 255 or not REPOSITORY_RE.match(name):  # noqa: PLR2004 - spec limit
+        if len(name) > 255 or not REPOSITORY_RE.fullmatch(name):  # noqa: PLR2004 - spec limit
             raise RegistryNameInvalidError(
                 f"invalid repository name {name!r}: lower-case components "
                 "[a-z0-9] joined by '.', '_', '__' or '-', separated by '/'",
@@ -201,7 +201,7 @@ class RegistryClient:
         return name
 
     def _reference(self, reference: str) -> str:
-        if is_digest(reference) or TAG_RE.match(reference):
+        if is_digest(reference) or TAG_RE.fullmatch(reference):
             return reference
         raise RegistryNameInvalidError(
             f"invalid tag or digest {reference!r}", url=str(self.base_url)

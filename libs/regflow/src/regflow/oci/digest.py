@@ -13,7 +13,7 @@ DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 
 def is_digest(reference: str) -> bool:
     """Whether ``reference`` is a digest we can verify (sha256 or sha512)."""
-    return DIGEST_RE.match(reference) is not None
+    return DIGEST_RE.fullmatch(reference) is not None
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:

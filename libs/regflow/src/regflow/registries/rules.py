@@ -105,13 +105,13 @@ def _check_host(host: str) -> None:
         except ValueError as exc:
             raise ValueError(f"domain {host!r} is not a valid IPv6 address") from exc
         return
-    if _NUMERIC_HOST_RE.match(host):
+    if _NUMERIC_HOST_RE.fullmatch(host):
         try:
             ipaddress.IPv4Address(host)
         except ValueError as exc:
             raise ValueError(f"domain {host!r} is not a valid IPv4 address") from exc
         return
-    if len(host) > _MAX_HOSTNAME or not _HOSTNAME_RE.match(host):
+    if len(host) > _MAX_HOSTNAME or not _HOSTNAME_RE.fullmatch(host):
         raise ValueError(
             f"domain {host!r} is not a valid host name (letters, digits and '-' in "
             "dot-separated labels)"
@@ -134,9 +134,9 @@ def normalize_repository_prefix(value: str | None) -> str | None:
     for component in prefix.split("/"):
         if not component:
             raise ValueError("repository_prefix must not contain an empty part ('//')")
-        if _COMPONENT_RE.match(component):
+        if _COMPONENT_RE.fullmatch(component):
             continue
-        if _COMPONENT_RE.match(component.lower()):
+        if _COMPONENT_RE.fullmatch(component.lower()):
             raise ValueError(
                 f"repository_prefix must be lower case: use {prefix.lower()!r}"
             )

@@ -118,7 +118,7 @@ class CopyEngine:
         """
         started = time.monotonic()
         for tag in tags:
-            if not TAG_RE.match(tag):
+            if not TAG_RE.fullmatch(tag):
                 raise RegistryNameInvalidError(
                     f"invalid tag {tag!r}", url=str(dest.base_url)
                 )
