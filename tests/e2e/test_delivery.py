@@ -184,7 +184,7 @@ async def test_malformed_event_is_dead_lettered_and_services_keep_working(
 
 
 def test_services_drain_and_exit_cleanly_on_sigterm(world: World) -> None:
-    """SIGTERM stops each consumer loop, commits and exits with status 0."""
+    """SIGTERM stops each consumer loop and the process exits with status 0."""
     services = list(world.fleet.services.values())
     world.fleet.stop()
     for service in services:

@@ -229,7 +229,7 @@ async def test_missing_source_image_gives_not_found(world: World) -> None:
 async def test_unreachable_registry_is_retried_then_fails_as_network(
     world: World, seed_image: "SeedImage"
 ) -> None:
-    """A destination that stopped answering yields a network failure after retries."""
+    """A destination that stopped answering yields a network failure, not silence."""
     digest = await seed_image(world.source, "builds/web", "b1")
     await world.connect()
     world.dest.stop()

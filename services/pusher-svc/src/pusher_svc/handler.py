@@ -154,6 +154,10 @@ class PushHandler:
     async def _copy(
         self, command: PushCommand, integration: RegistryIntegration
     ) -> CopyReport:
+        # TODO(regflow#2): each push opens fresh connection pools (new TLS
+        # handshakes, new auth challenge), and a process pushes one command at a
+        # time; share pools per registry and run pushes of different partitions
+        # concurrently to use the engine's per-host limit.
         source_host = command.source.registry
         source = RegistryClient(
             source_host,

@@ -271,6 +271,9 @@ def classify_response(
     )
 
 
+# TODO(regflow#2): only streamed responses are read through this cap; ping, HEAD,
+# upload POST/PUT, manifest PUT and token responses read the whole body, so a
+# hostile registry (or a test-connection target) can send a very large one.
 async def read_error_body(response: httpx.Response) -> bytes:
     """Up to :data:`ERROR_BODY_LIMIT` bytes of a (possibly streamed) error answer."""
     try:

@@ -74,6 +74,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# TODO(regflow#2): the view is built only from the registry-changes topic; a
+# fresh Redis, a skipped version or topic retention loses registries silently
+# (a gap is only logged). Rebuild an account from a config-svc snapshot when the
+# view is empty or a version gap shows, or make the topic compacted per registry.
 class RegistryViewStore:
     """Reads and updates the per-account registry view in Redis."""
 
