@@ -150,19 +150,35 @@ def _consumer(
     )
 
 
+async def _feed_and_run(
+    topic: Topic[StepCompletedEvent],
+    settings: CommonSettings,
+    producer: KafkaEventProducer,
+    group: str,
+    handler: Recorder,
+    *,
+    builds: list[str],
+) -> EventConsumer[StepCompletedEvent]:
+    """Publish one event per build, then consume until the handler has seen enough."""
+    await ensure_topics(settings, [topic])
+    for build in builds:
+        await producer.publish(topic, _event(build))
+    consumer = _consumer(topic, handler, settings, producer, group)
+    await consumer.start()
+    await _run_until(consumer, handler.seen.wait)
+    return consumer
+
+
 async def test_handled_events_are_committed(
     topic: Topic[StepCompletedEvent],
     settings: CommonSettings,
     producer: KafkaEventProducer,
 ) -> None:
     """After a clean stop, a new member of the group does not see the events again."""
-    await ensure_topics(settings, [topic])
-    for build in ("b1", "b2"):
-        await producer.publish(topic, _event(build))
     first = Recorder(want=2)
-    consumer = _consumer(topic, first, settings, producer, "g-commit")
-    await consumer.start()
-    await _run_until(consumer, first.seen.wait)
+    await _feed_and_run(
+        topic, settings, producer, "g-commit", first, builds=["b1", "b2"]
+    )
     assert first.handled == ["b1", "b2"]
 
     await producer.publish(topic, _event("b3"))
@@ -212,13 +228,10 @@ async def test_permanent_failure_is_dead_lettered_once(
     producer: KafkaEventProducer,
 ) -> None:
     """A PermanentError is not retried: one call, one dead letter, then the next."""
-    await ensure_topics(settings, [topic])
-    await producer.publish(topic, _event("bad"))
-    await producer.publish(topic, _event("good"))
     handler = Recorder(fail={"bad": [PermanentError("no such pipeline")]})
-    consumer = _consumer(topic, handler, settings, producer, "g-perm")
-    await consumer.start()
-    await _run_until(consumer, handler.seen.wait)
+    await _feed_and_run(
+        topic, settings, producer, "g-perm", handler, builds=["bad", "good"]
+    )
 
     assert handler.calls == ["bad", "good"]
     [dead] = await _read_all(settings.kafka_bootstrap_servers, topic.dead_letter, 1)
@@ -234,12 +247,8 @@ async def test_transient_failure_is_retried_in_place(
     producer: KafkaEventProducer,
 ) -> None:
     """Two transient failures then success: handled once, nothing dead-lettered."""
-    await ensure_topics(settings, [topic])
-    await producer.publish(topic, _event("flaky"))
     handler = Recorder(fail={"flaky": [TransientError("503"), TransientError("503")]})
-    consumer = _consumer(topic, handler, settings, producer, "g-retry")
-    await consumer.start()
-    await _run_until(consumer, handler.seen.wait)
+    await _feed_and_run(topic, settings, producer, "g-retry", handler, builds=["flaky"])
     assert handler.calls == ["flaky", "flaky", "flaky"]
     assert handler.handled == ["flaky"]
 
@@ -250,13 +259,10 @@ async def test_unexpected_exception_does_not_stop_the_partition(
     producer: KafkaEventProducer,
 ) -> None:
     """A handler bug dead-letters the event and the consumer keeps going."""
-    await ensure_topics(settings, [topic])
-    await producer.publish(topic, _event("boom"))
-    await producer.publish(topic, _event("fine"))
     handler = Recorder(fail={"boom": [RuntimeError("bug")]})
-    consumer = _consumer(topic, handler, settings, producer, "g-bug")
-    await consumer.start()
-    await _run_until(consumer, handler.seen.wait)
+    await _feed_and_run(
+        topic, settings, producer, "g-bug", handler, builds=["boom", "fine"]
+    )
     assert handler.handled == ["fine"]
     [dead] = await _read_all(settings.kafka_bootstrap_servers, topic.dead_letter, 1)
     assert dict(dead.headers)["x-error-type"] == b"RuntimeError"
@@ -268,15 +274,11 @@ async def test_persistent_transient_failure_holds_back_instead_of_dead_lettering
     producer: KafkaEventProducer,
 ) -> None:
     """Failing past the in-place retries seeks back and retries later; no DLQ."""
-    await ensure_topics(settings, [topic])
-    await producer.publish(topic, _event("outage"))
-    await producer.publish(topic, _event("after"))
-    handler = Recorder(
-        fail={"outage": [TransientError("redis down")] * 5}, want=2
-    )  # three attempts in place, held back, two more, then it works
-    consumer = _consumer(topic, handler, settings, producer, "g-stall")
-    await consumer.start()
-    await _run_until(consumer, handler.seen.wait)
+    # Three attempts in place, held back, two more, then it works.
+    handler = Recorder(fail={"outage": [TransientError("redis down")] * 5}, want=2)
+    consumer = await _feed_and_run(
+        topic, settings, producer, "g-stall", handler, builds=["outage", "after"]
+    )
 
     assert handler.handled == ["outage", "after"]
     assert handler.calls.count("outage") == 6
