@@ -196,14 +196,9 @@ async def test_invalid_message_goes_to_dead_letter_and_consumer_moves_on(
 ) -> None:
     """A malformed message lands in <topic>.dlq with its origin; the next is handled."""
     await ensure_topics(settings, [topic])
-    raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await raw.start()
-    try:
-        await raw.send_and_wait(
-            topic.name, b'{"event_type": "step.completed"}', key=b"k1"
-        )
-    finally:
-        await raw.stop()
+    await producer.send_raw(
+        topic.name, b'{"event_type": "step.completed"}', key=b"k1", headers=[]
+    )
     await producer.publish(topic, _event("after"))
     handler = Recorder()
     consumer = _consumer(topic, handler, settings, producer, "g-dlq")
