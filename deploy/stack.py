@@ -3,6 +3,7 @@
 Importable (the test fixtures and the demo build on it) and a CLI for people::
 
     python -m deploy.stack up       # start detached, record .stack/state.json + env
+                                    # (secrets stay in that 0600 file; `env` prints it)
     python -m deploy.stack status   # what runs
     python -m deploy.stack env      # the export lines again
     python -m deploy.stack down     # stop what `up` recorded (safe to repeat)
@@ -1110,7 +1111,6 @@ def _cmd_up(workdir: Path) -> int:
     if existing is not None:
         if _all_running(existing):
             _say(f"already up (state in {_state_path(workdir)})")
-            print(export_lines(existing.env()), end="")
             return 0
         _say("a previous stack is partly down; stopping what is left of it")
         existing.stop()
@@ -1126,8 +1126,11 @@ def _cmd_up(workdir: Path) -> int:
     for name, process, endpoint, _answers in stack.components():
         owner = "shared" if process is None else f"pid {process.pid}"
         _say(f"{name:<20} {endpoint}  ({owner})")
-    _say(f"logs in {workdir / 'logs'}; env in {_env_path(workdir)}")
-    print(export_lines(stack.env()), end="")
+    _say(f"logs in {workdir / 'logs'}")
+    # The variables hold the stack's secret key and the registry password: they
+    # go to a 0600 file, not to a terminal or a CI log (`env` prints them on
+    # request).
+    _say(f"variables in {_env_path(workdir)}: `. {_env_path(workdir)}`")
     return 0
 
 

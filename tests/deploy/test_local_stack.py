@@ -249,19 +249,20 @@ def test_cli_up_leaves_a_detached_stack_that_down_stops_twice_safely(
     up = _cli(workdir, "up")
     try:
         assert up.returncode == 0, up.stderr
+        assert up.stdout == ""  # secrets never go to the terminal
+        env_file = (workdir / "env").read_text()
         exported = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in up.stdout.splitlines()
+            line.removeprefix("export ").split("=", 1) for line in env_file.splitlines()
         )
         assert exported["REGFLOW_KAFKA_IDEMPOTENT_PRODUCER"] == "false"
+        assert "REGFLOW_SECRET_KEYS" in exported
         state = json.loads((workdir / "state.json").read_text())
         assert state["registries"]["external"]["username"] == "regflow"
-        assert (workdir / "env").read_text() == up.stdout
 
         status = _cli(workdir, "status")
         assert status.returncode == 0, status.stdout
         assert status.stdout.count(" up ") == 4
-        assert _cli(workdir, "env").stdout == up.stdout
+        assert _cli(workdir, "env").stdout == env_file
         again = _cli(workdir, "up")
         assert again.returncode == 0
         assert "already up" in again.stderr
