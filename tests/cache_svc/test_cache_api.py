@@ -16,15 +16,11 @@ from cache_svc.records import CacheKeys, ImageStore
 from cache_svc.selection import RecommendationReader
 from cache_svc.settings import CacheSettings
 from regflow.events import (
-    BuildContext,
-    Destination,
     ImageRef,
-    Provider,
-    PushResult,
-    PushSucceeded,
     StepCompleted,
 )
 from regflow.redis import RedisKeys
+from tests.support.events import pushed_result
 
 pytestmark = pytest.mark.integration
 
@@ -101,27 +97,12 @@ async def test_pushed_references_are_pinned_by_digest(
         platforms=["linux/amd64"],
         variables={"CF_BRANCH": "main"},
     )
-    destination = Destination(
+    result = pushed_result(
+        image,
         registry="hub",
-        provider=Provider.OTHER,
         domain="127.0.0.1:5001",
         repository="team/app",
         tags=["main", "v1"],
-    )
-    result = PushResult(
-        push_id="x",
-        build=BuildContext(pipeline_id="p", build_id="b1", step_name="build"),
-        source=image,
-        destination=destination,
-        outcome=PushSucceeded(
-            digest=DIGEST,
-            media_type="application/vnd.oci.image.manifest.v1+json",
-            references=destination.references,
-            bytes_moved=1,
-            blobs_copied=1,
-            blobs_skipped=0,
-            duration_seconds=0.0,
-        ),
     )
     now = datetime.now(UTC).replace(microsecond=0)
     store = ImageStore(redis_client, keys)

@@ -12,13 +12,9 @@ from regflow.events import (
     PUSH_RESULTS,
     REGISTRY_CHANGES,
     STEP_COMPLETED,
-    BuildContext,
-    Destination,
     ImageRef,
     Provider,
-    PushResult,
     PushResultEvent,
-    PushSucceeded,
     RegistryChange,
     RegistryChangedEvent,
     RegistryView,
@@ -27,6 +23,7 @@ from regflow.events import (
 )
 from regflow.kafka import Delivery
 from regflow.redis import RedisKeys
+from tests.support.events import pushed_result
 from tests.support.service import recording_context
 
 pytestmark = pytest.mark.integration
@@ -110,27 +107,13 @@ async def test_build_push_and_caching_registry(
     assert await recommended(redis_client, keys) == [f"internal:5000/team/app@{DIGEST}"]
 
     for registry in ("hub", "cache"):
-        destination = Destination(
+        result = pushed_result(
+            IMAGE,
             registry=registry,
-            provider=Provider.OTHER,
             domain=f"{registry}.example.com",
             repository="team/app",
             tags=["main"],
-        )
-        result = PushResult(
             push_id=registry,
-            build=BuildContext(pipeline_id="p", build_id="b", step_name="s"),
-            source=IMAGE,
-            destination=destination,
-            outcome=PushSucceeded(
-                digest=DIGEST,
-                media_type="application/vnd.oci.image.manifest.v1+json",
-                references=destination.references,
-                bytes_moved=1,
-                blobs_copied=1,
-                blobs_skipped=0,
-                duration_seconds=0.0,
-            ),
         )
         await handlers.push_result(
             PushResultEvent.new(

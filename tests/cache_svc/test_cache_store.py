@@ -12,19 +12,17 @@ import redis.asyncio
 from cache_svc.records import AccountRegistryStore, CacheKeys, ImageStore
 from cache_svc.selection import Match, Recommendation, RecommendationReader
 from regflow.events import (
-    BuildContext,
-    Destination,
     ImageRef,
     Provider,
     PushFailed,
     PushResult,
-    PushSucceeded,
     RegistryChange,
     RegistryView,
     StepCompleted,
 )
 from regflow.events.pushes import FailureReason
 from regflow.redis import RedisKeys
+from tests.support.events import pushed_result
 
 pytestmark = pytest.mark.integration
 
@@ -68,31 +66,16 @@ def pushed(
     n: int, registry: str, tags: Sequence[str], platforms: Sequence[str] = ()
 ) -> PushResult:
     """A successful push of image ``n`` to ``registry``."""
-    destination = Destination(
+    return pushed_result(
+        source(n),
         registry=registry,
-        provider=Provider.OTHER,
         domain=f"{registry}.example.com",
         repository=REPO,
-        tags=list(tags),
-    )
-    return PushResult(
+        tags=tags,
         push_id=f"push-{n}-{registry}",
-        build=BuildContext(
-            pipeline_id="proj/pipe", build_id=f"b{n}", step_name="build"
-        ),
-        source=source(n),
-        destination=destination,
-        outcome=PushSucceeded(
-            digest=digest(n),
-            media_type="application/vnd.oci.image.manifest.v1+json",
-            references=destination.references,
-            platforms=list(platforms),
-            layers=[digest(1000 + n)],
-            bytes_moved=10,
-            blobs_copied=1,
-            blobs_skipped=0,
-            duration_seconds=0.1,
-        ),
+        build_id=f"b{n}",
+        platforms=platforms,
+        layers=[digest(1000 + n)],
     )
 
 
