@@ -63,9 +63,9 @@ def _output(result: Result) -> str:
     return result.stdout + result.stderr
 
 
-async def test_add_list_show_update_remove(base_url: str) -> None:
-    """The CRUD commands round-trip through the API; the password never shows."""
-    added = await _run(
+async def _add_prod(base_url: str, *, stdin: str) -> Result:
+    """`registries add prod` for registry.example.com as user bot, password on stdin."""
+    return await _run(
         base_url,
         "registries",
         "add",
@@ -77,8 +77,13 @@ async def test_add_list_show_update_remove(base_url: str) -> None:
         "--username",
         "bot",
         "--password-stdin",
-        stdin=PASSWORD + "\n",
+        stdin=stdin,
     )
+
+
+async def test_add_list_show_update_remove(base_url: str) -> None:
+    """The CRUD commands round-trip through the API; the password never shows."""
+    added = await _add_prod(base_url, stdin=PASSWORD + "\n")
     assert added.exit_code == 0, _output(added)
     assert "credentials:       stored" in added.stdout
 
@@ -105,20 +110,7 @@ async def test_add_list_show_update_remove(base_url: str) -> None:
 
 async def test_update_of_domain_asks_for_the_password_again(base_url: str) -> None:
     """`update --domain` of a registry with credentials needs the password again."""
-    added = await _run(
-        base_url,
-        "registries",
-        "add",
-        "prod",
-        "--provider",
-        "other",
-        "--domain",
-        "registry.example.com",
-        "--username",
-        "bot",
-        "--password-stdin",
-        stdin=PASSWORD,
-    )
+    added = await _add_prod(base_url, stdin=PASSWORD)
     assert added.exit_code == 0, _output(added)
     refused = await _run(
         base_url, "registries", "update", "prod", "--domain", "new.example.com"
